@@ -1,0 +1,7 @@
+"""``python -m hermetic``."""
+
+import sys
+
+from hermetic import cli
+
+raise SystemExit(cli.main(sys.argv[1:]))

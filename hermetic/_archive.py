@@ -1,0 +1,184 @@
+"""Safe extraction of tar and zip archives.
+
+Every entry is checked before anything is written: no absolute paths, no
+``..``, no device files, symlinks and hard links only to places inside the
+tree, and a bound on total size and entry count (decompression bombs). Links
+are created after all files, so nothing is ever written through one.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tarfile
+import zlib
+import zipfile
+from pathlib import Path
+
+from hermetic.errors import ArchiveError
+
+MAX_TOTAL_BYTES = 8 << 30
+MAX_ENTRIES = 1_000_000
+MAX_RATIO = 200  # extracted bytes per compressed byte, beyond any real source archive
+
+
+def _clean(name: str, strip: str, archive: str) -> str | None:
+    """Return the entry's path inside the tree, None for the stripped prefix
+    itself, or raise for anything that escapes."""
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or "\\" in name:
+        raise ArchiveError(f"{archive}: entry {name!r} has an absolute path", reason="path-escape",
+                           hint="the archive is malicious or corrupt; check its source and pin")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"{archive}: entry {name!r} escapes the extraction directory",
+                           reason="path-escape", hint="the archive is malicious or corrupt; check its source and pin")
+    if strip:
+        sp = strip.split("/")
+        if parts[: len(sp)] != sp:
+            raise ArchiveError(f"{archive}: entry {name!r} is not under strip_prefix {strip!r}",
+                               reason="bad-prefix", hint="fix strip_prefix in the BUILD file")
+        parts = parts[len(sp):]
+    return "/".join(parts) if parts else None
+
+
+def _check_link_target(rel: str, target: str, archive: str) -> None:
+    if target.startswith("/"):
+        raise ArchiveError(f"{archive}: link {rel!r} -> {target!r} points outside the tree",
+                           reason="link-escape")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise ArchiveError(f"{archive}: link {rel!r} -> {target!r} points outside the tree",
+                           reason="link-escape")
+
+
+def _inside(dest: Path, path: Path) -> bool:
+    real = os.path.realpath(path)
+    root = os.path.realpath(dest)
+    return real == root or real.startswith(root + os.sep)
+
+
+def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | None = None) -> None:
+    """Extract *archive* (tar.*, zip or wheel) into the empty directory *dest*."""
+    label = name or archive.name
+    compressed = max(archive.stat().st_size, 1)
+    budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + (64 << 20))
+    if zipfile.is_zipfile(archive):
+        _extract_zip(archive, dest, strip_prefix, label, budget)
+    else:
+        try:
+            tf = tarfile.open(archive, "r:*")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})",
+                               reason="bad-archive", hint="the download is truncated or not an archive") from exc
+        with tf:
+            _extract_tar(tf, dest, strip_prefix, label, budget)
+
+
+def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget: int) -> None:
+    links: list[tuple[str, str, bool]] = []
+    total = count = 0
+    try:
+        for m in tf:
+            count += 1
+            if count > MAX_ENTRIES:
+                raise ArchiveError(f"{label}: more than {MAX_ENTRIES} entries", reason="bomb")
+            rel = _clean(m.name, strip, label)
+            if rel is None:
+                continue
+            target = dest / rel
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif m.isfile():
+                total += m.size
+                if total > budget:
+                    raise ArchiveError(f"{label}: expands to more than {budget} bytes; refusing "
+                                       "(decompression bomb?)", reason="bomb")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not _inside(dest, target.parent):
+                    raise ArchiveError(f"{label}: entry {m.name!r} would be written through a link",
+                                       reason="path-escape")
+                src = tf.extractfile(m)
+                assert src is not None
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
+            elif m.issym():
+                _check_link_target(rel, m.linkname, label)
+                links.append((rel, m.linkname, False))
+            elif m.islnk():
+                lrel = _clean(m.linkname, strip, label)
+                if lrel is None:
+                    raise ArchiveError(f"{label}: hard link {m.name!r} to a directory", reason="link-escape")
+                links.append((rel, lrel, True))
+            else:
+                raise ArchiveError(f"{label}: entry {m.name!r} is a device, fifo or other special file",
+                                   reason="special-file")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise ArchiveError(f"{label}: archive is truncated or corrupt ({exc})", reason="bad-archive",
+                           hint="fetch it again; if it persists the pinned source is damaged") from exc
+    _make_links(dest, links, label)
+
+
+def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int) -> None:
+    total = 0
+    links: list[tuple[str, str, bool]] = []
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ENTRIES:
+                raise ArchiveError(f"{label}: more than {MAX_ENTRIES} entries", reason="bomb")
+            for info in infos:
+                rel = _clean(info.filename, strip, label)
+                if rel is None:
+                    continue
+                mode = (info.external_attr >> 16) & 0o177777
+                target = dest / rel
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if mode and (mode & 0o170000) == 0o120000:
+                    link = zf.read(info).decode()
+                    _check_link_target(rel, link, label)
+                    links.append((rel, link, False))
+                    continue
+                if mode and (mode & 0o170000) not in (0, 0o100000):
+                    raise ArchiveError(f"{label}: entry {info.filename!r} is a special file",
+                                       reason="special-file")
+                total += info.file_size
+                if total > budget:
+                    raise ArchiveError(f"{label}: expands to more than {budget} bytes; refusing "
+                                       "(decompression bomb?)", reason="bomb")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not _inside(dest, target.parent):
+                    raise ArchiveError(f"{label}: entry {info.filename!r} would be written through a link",
+                                       reason="path-escape")
+                with zf.open(info) as src, open(target, "wb") as out:
+                    copied = 0
+                    while chunk := src.read(1 << 20):
+                        copied += len(chunk)
+                        if copied > info.file_size:
+                            raise ArchiveError(f"{label}: entry {info.filename!r} is larger than it "
+                                               "claims (bomb?)", reason="bomb")
+                        out.write(chunk)
+                os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{label}: zip archive is truncated or corrupt ({exc})", reason="bad-archive",
+                           hint="fetch it again; if it persists the pinned source is damaged") from exc
+    _make_links(dest, links, label)
+
+
+def _make_links(dest: Path, links: list[tuple[str, str, bool]], label: str) -> None:
+    for rel, target, hard in links:
+        p = dest / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not _inside(dest, p.parent):
+            raise ArchiveError(f"{label}: link {rel!r} would be created through a link", reason="link-escape")
+        if hard:
+            src = dest / target
+            if not src.is_file() or src.is_symlink() or not _inside(dest, src):
+                raise ArchiveError(f"{label}: hard link {rel!r} -> {target!r} has no file inside the tree",
+                                   reason="link-escape")
+            shutil.copy2(src, p)
+        else:
+            os.symlink(target, p)

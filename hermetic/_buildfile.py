@@ -1,0 +1,191 @@
+"""BUILD.toml files -> target declarations, with file and line for every one.
+
+A workspace is the directory whose BUILD.toml has a ``[workspace]`` table. A
+package's targets live in ``<package>/BUILD.toml`` as tables named by target,
+or in the root BUILD.toml as tables named by full label
+(``["//wheel:linux-x86_64"]``). A table holds ``rule = "..."`` and the rule's
+attributes.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from hermetic.errors import BuildFileError, HermeticError, Location, did_you_mean
+from hermetic.model import Label
+
+BUILD_FILE = "BUILD.toml"
+COMMON_ATTRS = {"rule", "platform", "doc", "tags"}
+
+_HEADER = re.compile(r"^\s*\[(?!\[)\s*(.+?)\s*\]\s*(?:#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
+
+
+@attrs.frozen
+class TargetDecl:
+    """One target as written: its rule name, raw attributes and where."""
+
+    label: Label
+    rule: str
+    values: dict[str, Any] = attrs.field(eq=False)
+    where: Location
+    attr_lines: dict[str, int] = attrs.field(eq=False, factory=dict)
+
+    def at(self, attr: str) -> Location:
+        return Location(self.where.file, self.attr_lines.get(attr, self.where.line))
+
+
+@attrs.frozen
+class WorkspaceConfig:
+    source_date_epoch: int = 315532800  # 1980-01-01, the earliest a zip can say
+    raw: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+def _unquote(key: str) -> str:
+    key = key.strip()
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in "\"'":
+        return key[1:-1]
+    return key
+
+
+def _scan_lines(text: str) -> dict[str, tuple[int, dict[str, int]]]:
+    """Table name -> (header line, {key: line}). Enough TOML to give errors
+    a line number; the values themselves come from tomllib."""
+    tables: dict[str, tuple[int, dict[str, int]]] = {}
+    current: dict[str, int] | None = None
+    for no, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m:
+            current = {}
+            tables[_unquote(m.group(1))] = (no, current)
+            continue
+        k = _KEY.match(line)
+        if k and current is not None:
+            current.setdefault(_unquote(k.group(1)), no)
+    return tables
+
+
+def find_workspace(start: Path) -> Path:
+    here = start.resolve()
+    for d in (here, *here.parents):
+        f = d / BUILD_FILE
+        if f.is_file():
+            try:
+                if "workspace" in tomllib.loads(f.read_text()):
+                    return d
+            except (tomllib.TOMLDecodeError, OSError):
+                return d  # let the loader report the syntax error with a line
+    raise HermeticError(
+        f"no workspace found at or above {here}",
+        hint=f"run hermetic inside a directory tree whose top {BUILD_FILE} has a [workspace] table",
+        reason="no-workspace",
+    )
+
+
+class Workspace:
+    """Loads BUILD files on demand and remembers every target declared."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.targets: dict[Label, TargetDecl] = {}
+        self._loaded: set[str] = set()
+        self.config = WorkspaceConfig()
+        self._load_file(root / BUILD_FILE, "", root_file=True)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def _load_file(self, path: Path, package: str, *, root_file: bool = False) -> None:
+        self._loaded.add(package)
+        shown = self.rel(path)
+        try:
+            text = path.read_text()
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"at line (\d+)", str(exc))
+            raise BuildFileError(f"invalid TOML: {exc}", where=Location(shown, int(m.group(1)) if m else None),
+                                 reason="toml-syntax") from exc
+        except OSError as exc:
+            raise BuildFileError(f"cannot read: {exc}", where=Location(shown)) from exc
+        lines = _scan_lines(text)
+        problems: list[HermeticError] = []
+        for key, table in data.items():
+            line, attr_lines = lines.get(key, (None, {}))
+            where = Location(shown, line)
+            if key == "workspace" and root_file:
+                try:
+                    self.config = WorkspaceConfig(int(table.get("source_date_epoch", 315532800)), table)
+                except (TypeError, ValueError):
+                    problems.append(BuildFileError("source_date_epoch must be an integer", where=where))
+                continue
+            if not isinstance(table, dict):
+                problems.append(BuildFileError(f'"{key}" must be a table ([{key}]) describing a target',
+                                               where=where, reason="not-a-table"))
+                continue
+            try:
+                if key.startswith("//"):
+                    if not root_file:
+                        raise BuildFileError(f'"{key}": a full label as table name is only allowed in the '
+                                             f"root {BUILD_FILE}", where=where,
+                                             hint=f'name the table by target alone: [{key.rsplit(":", 1)[-1]}]')
+                    label = Label.parse(key)
+                else:
+                    label = Label.parse(f":{key}", package)
+            except HermeticError as exc:
+                problems.append(BuildFileError(str(exc), hint=exc.hint, where=where, reason="bad-label"))
+                continue
+            rule = table.get("rule")
+            if not isinstance(rule, str):
+                problems.append(BuildFileError(f"target {label}: missing rule = \"...\"", where=where,
+                                               reason="missing-rule"))
+                continue
+            if label in self.targets:
+                prev = self.targets[label].where
+                problems.append(BuildFileError(f"target {label} is declared twice (first at {prev})",
+                                               where=where, reason="duplicate-target"))
+                continue
+            self.targets[label] = TargetDecl(label, rule, dict(table), where, attr_lines)
+        if problems:
+            raise ExceptionGroup(f"{shown}: {len(problems)} problem(s)", problems)
+
+    def load_package(self, package: str) -> None:
+        if package in self._loaded:
+            return
+        f = self.root / package / BUILD_FILE
+        if package and f.is_file():
+            self._load_file(f, package)
+        else:
+            self._loaded.add(package)
+
+    def get(self, label: Label) -> TargetDecl | None:
+        self.load_package(label.package)
+        return self.targets.get(label)
+
+    def all_packages(self) -> list[str]:
+        """Every package with a BUILD file (for query and did-you-mean)."""
+        skip = {".git", "hermetic-out", "node_modules", "__pycache__", ".venv", "venv"}
+        found = []
+        for f in self.root.rglob(BUILD_FILE):
+            rel = f.parent.relative_to(self.root)
+            if any(p in skip or p.startswith(".") for p in rel.parts):
+                continue
+            found.append(str(rel) if str(rel) != "." else "")
+        return sorted(found)
+
+    def load_all(self) -> None:
+        for p in self.all_packages():
+            self.load_package(p)
+
+    def missing(self, label: Label, where: Location) -> BuildFileError:
+        self.load_all()
+        hint = did_you_mean(str(label), [str(t) for t in self.targets])
+        return BuildFileError(f"unknown dependency \"{label}\"", hint=hint, where=where,
+                              reason="missing-dependency")

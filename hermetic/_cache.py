@@ -1,0 +1,385 @@
+"""The local content-addressed store (blobs by sha256) and action cache.
+
+Layout under the cache root::
+
+    cas/<2 hex>/<sha256>     blobs, read-only, written by atomic rename
+    ac/<2 hex>/<key>         action results: checksummed JSON
+    tmp/                     staging and sandbox directories (same filesystem)
+    digests.json             source digest cache: path+inode+size+mtime -> sha256
+    last-build.json          what the last build hit, missed and ran
+    lock                     shared by builds, exclusive for gc and clean
+
+Every write lands under a temporary name and is renamed into place, so a
+reader sees a whole entry or none, and two builds writing the same blob or
+result (same key, same bytes) cannot corrupt each other. Every read checks:
+blobs by size (and by content before use as an action's input or output), and
+results by their checksum and the presence of the blobs they name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hermetic.errors import ArchiveError, CacheError
+from hermetic.model import Digest, canonical_json
+
+_CHUNK = 1 << 20
+AC_VERSION = 1
+
+
+def hash_file(path: Path | str) -> Digest:
+    with open(path, "rb") as f:
+        h = hashlib.file_digest(f, "sha256")
+        size = f.tell()
+    return Digest(h.hexdigest(), size)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HERMETIC_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hermetic"
+
+
+def _disk_error(exc: OSError, what: str) -> CacheError:
+    if exc.errno == errno.ENOSPC:
+        return CacheError(f"no space left on device while {what}", hint="free disk space or run "
+                          "`hermetic cache gc --max-size SIZE`", reason="disk-full")
+    return CacheError(f"{what}: {exc}", reason="cache-io")
+
+
+class Store:
+    """Content-addressed blobs + action cache in one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cas = self.root / "cas"
+        self.ac = self.root / "ac"
+        self.tmp = self.root / "tmp"
+        for d in (self.cas, self.ac, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        self._digests: dict[str, list[Any]] | None = None
+        self._digests_dirty = False
+        self._lock = threading.Lock()
+
+    # -- locking ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, exclusive: bool = False) -> Iterator[None]:
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- blobs --------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.cas / sha256[:2] / sha256
+
+    def has_blob(self, digest: Digest) -> bool:
+        try:
+            return os.stat(self.blob_path(digest.hash)).st_size == digest.size
+        except OSError:
+            return False
+
+    def verify_blob(self, digest: Digest) -> bool:
+        """Re-hash a blob; a corrupt one is deleted (and reported as absent)."""
+        p = self.blob_path(digest.hash)
+        try:
+            got = hash_file(p)
+        except OSError:
+            return False
+        if got != digest:
+            with contextlib.suppress(OSError):
+                p.unlink()
+            return False
+        return True
+
+    def staging_dir(self, prefix: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+
+    def put_file(self, path: Path, *, move: bool = False, digest: Digest | None = None) -> Digest:
+        """Add the file at *path*. With *move* the file is renamed into the
+        store (it must be on the same filesystem) instead of copied."""
+        try:
+            d = digest or hash_file(path)
+            dest = self.blob_path(d.hash)
+            if self.has_blob(d):
+                with contextlib.suppress(OSError):
+                    os.utime(dest)  # recently used, for gc
+                return d
+            dest.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
+            os.close(fd)
+            if move:
+                os.replace(path, tmp)
+            else:
+                shutil.copyfile(path, tmp)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+            return d
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                os.unlink(tmp)  # type: ignore[possibly-undefined]
+            raise _disk_error(exc, f"storing {path}") from exc
+
+    def put_bytes(self, data: bytes) -> Digest:
+        d = Digest.of_bytes(data)
+        if self.has_blob(d):
+            return d
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o444)
+            dest = self.blob_path(d.hash)
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                os.unlink(tmp)
+            raise _disk_error(exc, "storing a blob") from exc
+        return d
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        try:
+            data = self.blob_path(digest.hash).read_bytes()
+        except OSError as exc:
+            raise CacheError(f"blob {digest} is missing from the store", reason="missing-blob") from exc
+        if Digest.of_bytes(data) != digest:
+            self.blob_path(digest.hash).unlink(missing_ok=True)
+            raise CacheError(f"blob {digest} is corrupt; it was removed", hint="build again",
+                             reason="corrupt-blob")
+        return data
+
+    def link_blob(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
+        """Place blob at *dest*: a hard link (read-only) or, for executables
+        and across filesystems, a copy."""
+        src = self.blob_path(digest.hash)
+        if not executable:
+            try:
+                os.link(src, dest)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
+                    raise
+        shutil.copyfile(src, dest)
+        os.chmod(dest, 0o555 if executable else 0o444)
+
+    # -- trees --------------------------------------------------------------
+
+    def put_tree(self, root: Path, *, move: bool = True) -> Digest:
+        """Store every file under *root* and a manifest; return the manifest's
+        digest (the tree's Merkle digest). Symlinks must stay inside the tree."""
+        files: list[list[Any]] = []
+        links: list[list[str]] = []
+        dirs: list[str] = []
+        root = Path(root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            for name in sorted(dirnames):
+                full = os.path.join(dirpath, name)
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                if os.path.islink(full):
+                    links.append([rel, _check_link(root, full, rel)])
+                else:
+                    dirs.append(rel)
+            dirnames[:] = [n for n in dirnames if not os.path.islink(os.path.join(dirpath, n))]
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    links.append([rel, _check_link(root, full, rel)])
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    raise CacheError(f"{rel}: not a regular file, cannot be stored", reason="bad-output")
+                d = self.put_file(Path(full), move=move)
+                files.append([rel, d.hash, d.size, bool(st.st_mode & 0o111)])
+        manifest = {"dirs": sorted(dirs), "files": sorted(files), "links": sorted(links)}
+        return self.put_bytes(canonical_json(manifest))
+
+    def tree_manifest(self, digest: Digest) -> dict[str, Any]:
+        return json.loads(self.read_bytes(digest))  # type: ignore[no-any-return]
+
+    def materialize_tree(self, digest: Digest, dest: Path, *, verify: bool = True,
+                         writable: bool = False) -> None:
+        m = self.tree_manifest(digest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for d in m["dirs"]:
+            (dest / d).mkdir(parents=True, exist_ok=True)
+        for rel, h, size, x in m["files"]:
+            blob = Digest(h, size)
+            if verify and not self.verify_blob(blob):
+                raise CacheError(f"blob {blob} of a stored tree is missing or corrupt",
+                                 hint="build again: the entry has been discarded", reason="corrupt-blob")
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if writable:
+                shutil.copyfile(self.blob_path(h), target)
+                os.chmod(target, 0o755 if x else 0o644)
+            else:
+                self.link_blob(blob, target, executable=x)
+        for rel, tgt in m["links"]:
+            p = dest / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(tgt, p)
+
+    def tree_blobs(self, digest: Digest) -> list[Digest]:
+        m = self.tree_manifest(digest)
+        return [Digest(h, s) for _, h, s, _ in m["files"]]
+
+    # -- action cache -------------------------------------------------------
+
+    def _ac_path(self, key: str) -> Path:
+        return self.ac / key[:2] / key
+
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        """The stored result for *key*, or None. A damaged entry, or one whose
+        blobs are gone, is discarded."""
+        p = self._ac_path(key)
+        try:
+            raw = p.read_bytes()
+        except OSError:
+            return None
+        try:
+            env = json.loads(raw)
+            payload = env["result"]
+            ok = (env.get("sha256") == hashlib.sha256(canonical_json(payload)).hexdigest()
+                  and payload.get("key") == key and payload.get("version") == AC_VERSION)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if ok:
+            for out in payload["outputs"].values():
+                if not self.has_blob(Digest(out["hash"], out["size"])):
+                    ok = False
+                    break
+        if not ok:
+            with contextlib.suppress(OSError):
+                p.unlink()
+            return None
+        return payload  # type: ignore[no-any-return]
+
+    def put_action(self, key: str, result: dict[str, Any]) -> None:
+        payload = dict(result, key=key, version=AC_VERSION)
+        env = {"sha256": hashlib.sha256(canonical_json(payload)).hexdigest(), "result": payload}
+        p = self._ac_path(key)
+        try:
+            p.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="ac.")
+            with os.fdopen(fd, "wb") as f:
+                f.write(canonical_json(env))
+            os.replace(tmp, p)
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                os.unlink(tmp)
+            raise _disk_error(exc, "writing an action result") from exc
+
+    # -- digest cache for source files ---------------------------------------
+
+    def source_digest(self, path: Path) -> Digest:
+        """sha256 of a workspace file, remembered by (inode, size, mtime,
+        ctime). A file modified in the last two seconds is always re-hashed,
+        so a same-size edit within the mtime granularity is never missed."""
+        st = os.stat(path)
+        with self._lock:
+            if self._digests is None:
+                try:
+                    self._digests = json.loads((self.root / "digests.json").read_text())
+                except (OSError, ValueError):
+                    self._digests = {}
+            sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            hit = self._digests.get(str(path))
+            if hit and hit[:4] == sig:
+                return Digest(hit[4], st.st_size)
+        d = hash_file(path)
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:
+            with self._lock:
+                assert self._digests is not None
+                self._digests[str(path)] = [*sig, d.hash]
+                self._digests_dirty = True
+        return d
+
+    def save_digests(self) -> None:
+        with self._lock:
+            if not self._digests_dirty or self._digests is None:
+                return
+            with contextlib.suppress(OSError):
+                fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="digests.")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(self._digests, f)
+                os.replace(tmp, self.root / "digests.json")
+            self._digests_dirty = False
+
+    # -- maintenance --------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        blobs = size = acs = 0
+        for sub in self.cas.iterdir() if self.cas.exists() else ():
+            for f in sub.iterdir():
+                blobs += 1
+                size += f.stat().st_size
+        for sub in self.ac.iterdir() if self.ac.exists() else ():
+            acs += sum(1 for _ in sub.iterdir())
+        last: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            last = json.loads((self.root / "last-build.json").read_text())
+        return {"root": str(self.root), "blobs": blobs, "bytes": size, "action_results": acs,
+                "last_build": last}
+
+    def gc(self, max_size: int) -> dict[str, int]:
+        """Delete least recently used blobs until the store fits *max_size*
+        bytes, then every action result that names a deleted blob."""
+        with self.locked(exclusive=True):
+            entries = []
+            total = 0
+            for sub in self.cas.iterdir():
+                for f in sub.iterdir():
+                    st = f.stat()
+                    entries.append((max(st.st_atime, st.st_mtime), st.st_size, f))
+                    total += st.st_size
+            entries.sort()
+            removed = freed = 0
+            for _, size, f in entries:
+                if total <= max_size:
+                    break
+                f.unlink(missing_ok=True)
+                total -= size
+                freed += size
+                removed += 1
+            dropped = 0
+            if removed:
+                for sub in self.ac.iterdir():
+                    for f in sub.iterdir():
+                        if self.get_action(f.name) is None:
+                            dropped += 1
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir(exist_ok=True)
+            return {"blobs_removed": removed, "bytes_freed": freed, "results_dropped": dropped,
+                    "bytes_kept": total}
+
+
+def _check_link(root: Path, full: str, rel: str) -> str:
+    target = os.readlink(full)
+    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    if os.path.isabs(target) or resolved.startswith(".."):
+        raise ArchiveError(f"{rel}: symlink to {target} points outside its tree",
+                           reason="link-escape")
+    return target

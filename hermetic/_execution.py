@@ -1,0 +1,410 @@
+"""Executing the action graph: keys, cache lookups, sandboxed runs, a parallel
+scheduler, and materializing what the user asked for."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from hermetic import _archive
+from hermetic._cache import Store, hash_file
+from hermetic._fetch import FetchResolver
+from hermetic.errors import ActionFailed, BuildFailed, CacheError, HermeticError
+from hermetic.model import Action, Artifact, Digest, sha256_json
+from hermetic.sandbox import Sandbox, SandboxRequest, base_environment
+
+KEY_SCHEMA = 1
+Report = Callable[..., None]
+
+
+@attrs.frozen
+class Entry:
+    """What an artifact turned out to be: a file blob or a tree manifest."""
+
+    hash: str
+    size: int
+    tree: bool = False
+    executable: bool = False
+
+    @property
+    def digest(self) -> Digest:
+        return Digest(self.hash, self.size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hash": self.hash, "size": self.size, "tree": self.tree, "x": self.executable}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Entry:
+        return cls(d["hash"], d["size"], bool(d.get("tree")), bool(d.get("x")))
+
+
+def input_root_digest(inputs: dict[str, Entry]) -> str:
+    """Merkle digest of an action's inputs: each file by content, each tree by
+    its manifest's digest (itself a digest over its files)."""
+    return sha256_json(sorted([p, e.hash, e.size, e.tree, e.executable] for p, e in inputs.items()))
+
+
+def action_key(action: Action, inputs: dict[str, Entry], sandbox_profile: dict[str, Any] | None,
+               source_date_epoch: int | None) -> tuple[str, dict[str, Any]]:
+    """The sha256 that identifies *action*'s result, and what it was made of.
+
+    Everything that can change the outputs is in it; nothing else is (not the
+    mnemonic, the job count or where the workspace lives)."""
+    material: dict[str, Any] = {
+        "schema": KEY_SCHEMA,
+        "kind": action.kind,
+        "params": action.params,
+        "inputs": input_root_digest(inputs),
+        "outputs": sorted([o.path, o.is_tree] for o in action.outputs),
+    }
+    if action.kind == "run":
+        material["toolchains"] = sorted(t.fingerprint for t in action.toolchains)
+        material["platform"] = str(action.platform) if action.platform else None
+        material["sandbox"] = sandbox_profile
+        material["source_date_epoch"] = source_date_epoch
+    return sha256_json(material), material
+
+
+@attrs.frozen
+class BuildStats:
+    executed: int = 0
+    cached: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+class Executor:
+    def __init__(self, *, store: Store, sandbox: Sandbox, fetcher: FetchResolver, sources: dict[str, Path],
+                 jobs: int, keep_going: bool = False, source_date_epoch: int = 315532800,
+                 report: Report | None = None, use_cache: bool = True) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self.fetcher = fetcher
+        self.sources = sources
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.sde = source_date_epoch
+        self.report = report or (lambda *a, **k: None)
+        self.use_cache = use_cache
+        self.entries: dict[str, Entry] = {}
+        self.keys: dict[str, str] = {}
+        self._profile = sandbox.profile()
+        self._lock = threading.Lock()
+
+    # -- inputs ---------------------------------------------------------------
+
+    def _entry(self, art: Artifact) -> Entry:
+        with self._lock:
+            e = self.entries.get(art.path)
+        if e is not None:
+            return e
+        host = self.sources.get(art.path)
+        if host is None:
+            raise HermeticError(f"{art.path} has no producing action and is not a source file",
+                                reason="dangling-input")
+        try:
+            d = self.store.source_digest(host)
+        except OSError as exc:
+            raise HermeticError(f"source file {host} cannot be read: {exc}", reason="missing-source",
+                                hint="it was listed when the BUILD file was loaded; was it deleted?") from exc
+        e = Entry(d.hash, d.size, False, os.access(host, os.X_OK))
+        with self._lock:
+            self.entries[art.path] = e
+        return e
+
+    def key_of(self, action: Action) -> str:
+        inputs = {a.path: self._entry(a) for a in action.inputs}
+        key, _ = action_key(action, inputs, self._profile if action.kind == "run" else None,
+                            self.sde if action.kind == "run" else None)
+        return key
+
+    # -- one action -----------------------------------------------------------
+
+    def _execute_one(self, action: Action) -> bool:
+        """Bring *action*'s outputs into the store; True if it ran."""
+        key = self.key_of(action)
+        self.keys[action.id] = key
+        if self.use_cache:
+            hit = self.store.get_action(key)
+            if hit is not None:
+                self._record(action, hit["outputs"])
+                return False
+        self.report("action-start", action=action)
+        handler = getattr(self, f"_run_{action.kind}")
+        outputs, log = handler(action)
+        result = {"outputs": {p: e.to_json() for p, e in outputs.items()},
+                  "log": log.to_json() if log else None, "mnemonic": action.mnemonic,
+                  "owner": str(action.owner)}
+        self.store.put_action(key, result)
+        self._record(action, result["outputs"])
+        return True
+
+    def _record(self, action: Action, outputs: dict[str, Any]) -> None:
+        with self._lock:
+            for p, e in outputs.items():
+                self.entries[p] = Entry.from_json(e)
+
+    def _run_write(self, action: Action) -> tuple[dict[str, Entry], None]:
+        out = action.outputs[0]
+        d = self.store.put_bytes(action.params["content"].encode())
+        return {out.path: Entry(d.hash, d.size, False, bool(action.params.get("executable")))}, None
+
+    def _run_fetch(self, action: Action) -> tuple[dict[str, Entry], None]:
+        key_path = None
+        if action.inputs:
+            key_path = self.sources.get(action.inputs[0].path)
+        try:
+            d = self.fetcher.fetch(action.params, key_path)
+        except HermeticError as exc:
+            raise ActionFailed(str(exc), hint=exc.hint, action=action.describe(),
+                               reason=exc.reason) from exc
+        return {action.outputs[0].path: Entry(d.hash, d.size)}, None
+
+    def _run_extract(self, action: Action) -> tuple[dict[str, Entry], None]:
+        archive = self._entry(action.inputs[0])
+        if not self.store.verify_blob(archive.digest):
+            raise CacheError(f"{action.inputs[0].path} is missing or corrupt in the store",
+                             hint="build again", reason="corrupt-blob")
+        staging = self.store.staging_dir("extract.")
+        try:
+            dest = staging / "tree"
+            dest.mkdir()
+            try:
+                _archive.extract(self.store.blob_path(archive.hash), dest,
+                                 strip_prefix=action.params["strip_prefix"], name=action.inputs[0].name)
+            except HermeticError as exc:
+                raise ActionFailed(str(exc), hint=exc.hint, action=action.describe(),
+                                   reason=exc.reason) from exc
+            d = self.store.put_tree(dest, move=True)
+        finally:
+            _rmtree(staging)
+        return {action.outputs[0].path: Entry(d.hash, d.size, True)}, None
+
+    def _materialize_input(self, art: Artifact, dest: Path, link: bool) -> None:
+        e = self._entry(art)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if e.tree:
+            self.store.materialize_tree(e.digest, dest, verify=True)
+            return
+        if art.path in self.sources and not self.store.has_blob(e.digest):
+            # a source file: stored first, so what runs is what was hashed
+            got = self.store.put_file(self.sources[art.path])
+            if got != e.digest:
+                raise HermeticError(f"{self.sources[art.path]} changed during the build",
+                                    hint="build again", reason="source-changed")
+        elif not self.store.verify_blob(e.digest):
+            raise CacheError(f"input {art.path} ({e.digest}) is missing or corrupt in the store",
+                             hint="build again: the damaged entry was removed", reason="corrupt-blob")
+        if link:
+            self.store.link_blob(e.digest, dest, executable=e.executable)
+        else:
+            shutil.copyfile(self.store.blob_path(e.hash), dest)
+            os.chmod(dest, 0o755 if e.executable else 0o644)
+
+    def _run_run(self, action: Action) -> tuple[dict[str, Entry], Digest | None]:
+        staging = self.store.staging_dir("action.")
+        try:
+            dirs = (staging / "in", staging / "out", staging / "work")
+            for d in dirs:
+                d.mkdir()
+            link = self.sandbox.name != "none"
+            for art in action.inputs:
+                self._materialize_input(art, dirs[0] / art.path, link)
+            layout = self.sandbox.layout(dirs)
+            argv = []
+            for a in action.params["argv"]:
+                if isinstance(a, dict):
+                    if "in" in a:
+                        argv.append(f"{layout.inputs}/{a['in']}")
+                    elif "out" in a:
+                        argv.append(f"{layout.outputs}/{a['out']}" if a["out"] else layout.outputs)
+                    else:
+                        argv.append(f"{layout.work}/{a['work']}" if a["work"] else layout.work)
+                else:
+                    argv.append(a)
+            env = base_environment(layout, self.sde)
+            env.update(action.params["env"])
+            env["HERMETIC_JOBS"] = str(min(action.cpus, self.jobs))  # volatile: not in the key
+            mounts = sorted({m for t in action.toolchains for m in t.mounts})
+            log = staging / "log"
+            t0 = time.monotonic()
+            done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
+                                                   tuple(mounts), log))
+            secs = time.monotonic() - t0
+            if done.exit_code != 0:
+                raise ActionFailed(
+                    "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
+                    action=action.describe(), command=_shell_join(argv), exit_code=done.exit_code,
+                    output_tail=_tail(log), hint="see the command and output above",
+                    reason="action-failed")
+            outputs: dict[str, Entry] = {}
+            prefix = "/".join(p for p in ("out", action.owner.package, action.owner.name) if p) + "/"
+            for out in action.outputs:
+                host = dirs[1] / out.path[len(prefix):]
+                if out.is_tree:
+                    if not host.is_dir() or host.is_symlink():
+                        raise self._missing(action, out, argv, log)
+                    d = self.store.put_tree(host, move=True)
+                    outputs[out.path] = Entry(d.hash, d.size, True)
+                else:
+                    if not host.is_file() or host.is_symlink():
+                        raise self._missing(action, out, argv, log)
+                    x = os.access(host, os.X_OK)
+                    d = self.store.put_file(host, move=True)
+                    outputs[out.path] = Entry(d.hash, d.size, False, x)
+            logd = self.store.put_file(log, move=True) if log.exists() else None
+            return outputs, logd
+        finally:
+            _rmtree(staging)
+
+    def _missing(self, action: Action, out: Artifact, argv: list[str], log: Path) -> ActionFailed:
+        return ActionFailed(f"did not produce its declared output {out.path}", action=action.describe(),
+                            command=_shell_join(argv), output_tail=_tail(log), reason="missing-output",
+                            hint="the rule declares an output its command does not write")
+
+    # -- the scheduler --------------------------------------------------------
+
+    def execute(self, order: Sequence[Action], deps: Callable[[Action], list[Action]]) -> BuildStats:
+        """Run *order* (topologically sorted) with up to ``jobs`` slots."""
+        t0 = time.monotonic()
+        waiting = {a.id: {d.id for d in deps(a)} for a in order}
+        dependants: dict[str, list[str]] = {}
+        for aid, ds in waiting.items():
+            for d in ds:
+                dependants.setdefault(d, []).append(aid)
+        by_id = {a.id: a for a in order}
+        rank = {a.id: i for i, a in enumerate(order)}
+        ready = sorted((aid for aid, ds in waiting.items() if not ds), key=rank.__getitem__)
+        running: dict[Future[bool], tuple[str, int]] = {}
+        free = self.jobs
+        failures: list[HermeticError] = []
+        failed: set[str] = set()
+        executed = cached = 0
+        done_ids: set[str] = set()
+
+        def need(a: Action) -> int:
+            return max(1, min(a.cpus, self.jobs))
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            while ready or running:
+                stop = failures and not self.keep_going
+                while ready and not stop:
+                    a = by_id[ready[0]]
+                    if need(a) > free and running:
+                        break
+                    ready.pop(0)
+                    free -= need(a)
+                    running[pool.submit(self._execute_one, a)] = (a.id, need(a))
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    aid, slots = running.pop(fut)
+                    free += slots
+                    a = by_id[aid]
+                    try:
+                        ran = fut.result()
+                    except HermeticError as exc:
+                        failures.append(exc)
+                        failed.add(aid)
+                        self.report("action-failed", action=a, error=exc)
+                        self._block(aid, dependants, failed)
+                        continue
+                    except BaseException:
+                        for f in running:
+                            f.cancel()
+                        raise
+                    done_ids.add(aid)
+                    if ran:
+                        executed += 1
+                    else:
+                        cached += 1
+                    self.report("action-done", action=a, cached=not ran, done=len(done_ids), total=len(order))
+                    for nxt in dependants.get(aid, ()):
+                        waiting[nxt].discard(aid)
+                        if not waiting[nxt] and nxt not in failed:
+                            ready.append(nxt)
+                    ready.sort(key=rank.__getitem__)
+        self.store.save_digests()
+        stats = BuildStats(executed, cached, len(failures), len(order) - len(done_ids) - len(failures),
+                           time.monotonic() - t0)
+        if failures:
+            raise BuildFailed(f"build failed: {len(failures)} action(s) failed, {executed} ran, "
+                              f"{cached} cached, {stats.skipped} not started", failures=tuple(failures),
+                              hint="fix the first failure above" + ("" if self.keep_going else
+                                   "; --keep-going builds everything that does not depend on it"))
+        return stats
+
+    def _block(self, aid: str, dependants: dict[str, list[str]], failed: set[str]) -> None:
+        stack = list(dependants.get(aid, ()))
+        while stack:
+            n = stack.pop()
+            if n not in failed:
+                failed.add(n)
+                stack.extend(dependants.get(n, ()))
+
+    # -- delivering outputs -------------------------------------------------------
+
+    def materialize(self, art: Artifact, dest: Path) -> bool:
+        """Place *art* at *dest* (atomically); False if it already was there."""
+        e = self.entries[art.path]
+        if not e.tree and dest.is_file() and not dest.is_symlink():
+            with contextlib.suppress(OSError):
+                if self.store.source_digest(dest) == e.digest:
+                    return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.hermetic-tmp"
+        _rmtree(tmp)
+        if e.tree:
+            self.store.materialize_tree(e.digest, tmp, verify=True, writable=True)
+            _rmtree(dest)
+        else:
+            if not self.store.verify_blob(e.digest):
+                raise CacheError(f"{art.path} is corrupt in the store; it was removed",
+                                 hint="build again", reason="corrupt-blob")
+            shutil.copyfile(self.store.blob_path(e.hash), tmp)
+            os.chmod(tmp, 0o755 if e.executable else 0o644)
+        os.replace(tmp, dest)
+        return True
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    try:
+        data = log.read_bytes()[-16384:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def _shell_join(argv: list[str]) -> str:
+    import shlex
+
+    text = shlex.join(argv)
+    return text if len(text) < 2000 else text[:2000] + " ..."
+
+
+def _rmtree(p: Path) -> None:
+    def onerror(func, path, exc_info):  # type: ignore[no-untyped-def]
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o755)
+            func(path)
+
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, onerror=onerror)
+    else:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def file_digest(path: Path) -> Digest:
+    return hash_file(path)

@@ -1,0 +1,151 @@
+"""One invocation's worth of state: workspace, plugins, store, sandbox; the
+steps load -> analyze -> execute -> deliver outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from hermetic._analysis import Analysis, Analyzer, load
+from hermetic._buildfile import Workspace, find_workspace
+from hermetic._cache import Store, default_cache_dir
+from hermetic._execution import BuildStats, Executor
+from hermetic._fetch import FetchResolver
+from hermetic._plugins import Hooks, make_plugin_manager
+from hermetic.errors import HermeticError, SandboxError
+from hermetic.fetch import FetcherRegistry
+from hermetic.model import Label, Platform
+from hermetic.rules import RuleRegistry
+from hermetic.sandbox import LocalSandbox, Sandbox, SandboxConfig
+
+Report = Callable[..., None]
+
+
+@attrs.frozen
+class BuildResult:
+    outputs: dict[Label, list[Path]]
+    stats: BuildStats
+    output_dir: Path
+
+
+class Session:
+    def __init__(self, cwd: Path | None = None, *, cache_dir: Path | None = None, output_dir: Path | None = None,
+                 sandbox: str = "auto", distdirs: Sequence[Path] = (), jobs: int | None = None,
+                 keep_going: bool = False, report: Report | None = None, plugins: Sequence[Any] = (),
+                 load_entry_points: bool = True) -> None:
+        self.cwd = (cwd or Path.cwd()).resolve()
+        self.root = find_workspace(self.cwd)
+        self.ws = Workspace(self.root)
+        self.hooks = Hooks(make_plugin_manager(load_entry_points=load_entry_points, extra=tuple(plugins)))
+        self.registry = RuleRegistry()
+        self.hooks.register_rules(self.registry)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.output_dir = Path(output_dir) if output_dir else self.root / "hermetic-out"
+        self.sandbox_mode = sandbox
+        self.distdirs = [Path(d) for d in distdirs]
+        self.jobs = jobs or os.cpu_count() or 1
+        self.keep_going = keep_going
+        self.report = report or (lambda *a, **k: None)
+        host = self.hooks.host_platform()
+        if host is None:
+            raise HermeticError("no plugin knows this host platform", reason="no-host-platform",
+                                hint="install hermetic's platform plugins (pip install -e .)")
+        self.host: Platform = host
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.cache_dir)
+        return self._store
+
+    def parse_labels(self, texts: Sequence[str]) -> list[Label]:
+        try:
+            base = str(self.cwd.relative_to(self.root))
+        except ValueError:
+            base = ""
+        return [Label.parse(t, "" if base == "." else base) for t in texts]
+
+    def analyze(self, labels: Sequence[Label]) -> tuple[Analysis, Any]:
+        from hermetic._graph import ActionGraph
+
+        loaded = load(self.ws, self.registry, labels)
+        analyzer = Analyzer(self.ws, self.registry,
+                            lambda kind, plat: self.hooks.toolchain(kind, plat, self.host), self.host)
+        analysis = analyzer.run(loaded, labels)
+        return analysis, ActionGraph(analysis.actions)
+
+    def sandbox(self) -> Sandbox:
+        if self.sandbox_mode == "none":
+            return LocalSandbox()
+        sb = self.hooks.sandbox(self.host, SandboxConfig(self.sandbox_mode))
+        if sb is None:
+            raise SandboxError(
+                f"no sandbox available on {self.host} (asked for {self.sandbox_mode!r})",
+                hint="install bubblewrap (apt-get install bubblewrap), or pass --sandbox=none to run "
+                     "actions unisolated (results are keyed apart and are not hermetic)",
+                reason="no-sandbox")
+        return sb
+
+    def build(self, labels: Sequence[Label], *, use_cache: bool = True, materialize: bool = True) -> BuildResult:
+        analysis, graph = self.analyze(labels)
+        goals = [a for files in analysis.top.values() for a in files]
+        order = graph.closure(goals)
+        registry = FetcherRegistry()
+        self.hooks.register_fetchers(registry)
+        store = self.store
+        with store.locked():
+            ex = Executor(store=store, sandbox=self.sandbox(),
+                          fetcher=FetchResolver(store, registry, self.distdirs, report=self.report),
+                          sources=analysis.sources, jobs=self.jobs, keep_going=self.keep_going,
+                          source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
+                          use_cache=use_cache)
+            self.report("build-start", total=len(order), targets=labels)
+            try:
+                stats = ex.execute(order, graph.deps)
+            finally:
+                self._save_stats(ex, order)
+            outputs: dict[Label, list[Path]] = {}
+            if materialize:
+                for label, files in analysis.top.items():
+                    paths = []
+                    for art in files:
+                        dest = self.output_dir / art.path.removeprefix("out/")
+                        ex.materialize(art, dest)
+                        paths.append(dest)
+                    outputs[label] = paths
+            store.save_digests()
+        self.executor = ex
+        return BuildResult(outputs, stats, self.output_dir)
+
+    def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
+        data = {"time": time.time(), "actions": len(order), "keys": ex.keys}
+        try:
+            (self.store.root / "last-build.json").write_text(json.dumps(data))
+        except OSError:
+            pass
+
+    def clean(self, expunge: bool = False) -> list[Path]:
+        removed = []
+        if self.output_dir.exists():
+            shutil.rmtree(self.output_dir)
+            removed.append(self.output_dir)
+        if expunge and self.cache_dir.exists():
+            with self.store.locked(exclusive=True):
+                shutil.rmtree(self.cache_dir)
+            removed.append(self.cache_dir)
+        return removed
+
+    def target_deps(self, labels: Sequence[Label]) -> dict[Label, list[Label]]:
+        return load(self.ws, self.registry, labels).deps
+
+    def all_targets(self) -> list[Label]:
+        self.ws.load_all()
+        return sorted(self.ws.targets)

@@ -1,0 +1,257 @@
+"""Command line: argument parsing, rendering events, exit codes. The only
+place that catches exceptions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from hermetic.errors import BuildFailed, HermeticError
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    BUILD_FAILED = 1
+    USAGE = 2
+    BAD_INPUT = 3
+    ENVIRONMENT = 4
+    INTERRUPTED = 130
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 500M, 10G)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hermetic", description="Hermetic, reproducible, cached builds of "
+                                "Python wheels with native code.")
+    p.add_argument("-C", "--directory", type=Path, help="run as if started in this directory")
+    p.add_argument("--cache-dir", type=Path, help="local store (default $HERMETIC_CACHE_DIR or "
+                   "~/.cache/hermetic)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build targets (fetch, compile, package, test)")
+    b.add_argument("targets", nargs="+", metavar="TARGET")
+    b.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs (default: number of cores)")
+    b.add_argument("-k", "--keep-going", action="store_true", help="build all that does not depend on a failure")
+    b.add_argument("-o", "--output-dir", type=Path, help="where outputs go (default: <workspace>/hermetic-out)")
+    b.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                   help="how actions are isolated (default: the best the host has)")
+    b.add_argument("--distdir", type=Path, action="append", default=[],
+                   help="a directory of pinned downloads to use before any mirror or URL")
+    b.add_argument("-v", "--verbose", action="store_true", help="also list actions served from the cache")
+
+    q = sub.add_parser("query", help="inspect the target graph")
+    q.add_argument("what", choices=["deps", "rdeps", "targets"])
+    q.add_argument("target", nargs="?")
+
+    g = sub.add_parser("graph", help="print a target's action graph")
+    g.add_argument("target")
+    g.add_argument("--format", choices=["dot", "json"], default="dot")
+
+    c = sub.add_parser("clean", help="remove the output directory")
+    c.add_argument("--expunge", action="store_true", help="also delete the local cache")
+
+    ca = sub.add_parser("cache", help="the local store")
+    csub = ca.add_subparsers(dest="cache_command", required=True)
+    csub.add_parser("stats", help="size of the store and what the last build did")
+    gc = csub.add_parser("gc", help="evict least recently used blobs")
+    gc.add_argument("--max-size", type=_size, required=True, help="e.g. 2G")
+    return p
+
+
+class Renderer:
+    """Turns engine events into lines on stderr."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.total = 0
+        self.lock = threading.Lock()
+        self.started: dict[str, float] = {}
+
+    def __call__(self, event: str, **data: Any) -> None:
+        with self.lock:
+            if event == "build-start":
+                self.total = data["total"]
+            elif event == "action-start":
+                a = data["action"]
+                self.started[a.id] = time.monotonic()
+                self._line(f"[start] {a.mnemonic} {a.owner}")
+            elif event == "action-done":
+                a = data["action"]
+                if data["cached"]:
+                    if self.verbose:
+                        self._line(f"[{data['done']}/{data['total']}] cached {a.mnemonic} {a.owner}")
+                else:
+                    secs = time.monotonic() - self.started.get(a.id, time.monotonic())
+                    self._line(f"[{data['done']}/{data['total']}] done   {a.mnemonic} {a.owner} ({secs:.1f}s)")
+            elif event == "action-failed":
+                self._line(f"[failed] {data['action'].mnemonic} {data['action'].owner}")
+            elif event == "note":
+                self._line(f"note: {data['message']}")
+
+    def _line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _print_error(exc: BaseException) -> None:
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            _print_error(e)
+        return
+    print(f"error: {exc}", file=sys.stderr)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def _exit_for(exc: HermeticError) -> ExitCode:
+    if isinstance(exc, BuildFailed):
+        return ExitCode.BUILD_FAILED
+    if exc.reason in ("sandbox", "no-sandbox", "toolchain", "no-toolchain", "no-workspace", "no-host-platform"):
+        return ExitCode.ENVIRONMENT
+    return ExitCode.BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(_run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except HermeticError as exc:
+        _print_error(exc)
+        return _exit_for(exc)
+    except BaseExceptionGroup as group:
+        errs = group.exceptions
+        if not all(isinstance(e, HermeticError) for e in errs):
+            raise
+        _print_error(group)
+        return ExitCode.BAD_INPUT
+
+
+def _session(args: argparse.Namespace, **kw: Any):  # type: ignore[no-untyped-def]
+    from hermetic._session import Session
+
+    return Session(args.directory, cache_dir=args.cache_dir, **kw)
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    if args.command == "build":
+        return _build(args)
+    if args.command == "query":
+        return _query(args)
+    if args.command == "graph":
+        s = _session(args)
+        analysis, graph = s.analyze(s.parse_labels([args.target]))
+        order = graph.closure([a for fs in analysis.top.values() for a in fs])
+        if args.format == "json":
+            print(json.dumps(graph.to_json(order), indent=2))
+        else:
+            print(graph.to_dot(order), end="")
+        return ExitCode.OK
+    if args.command == "clean":
+        s = _session(args)
+        for p in s.clean(expunge=args.expunge):
+            print(f"removed {p}")
+        return ExitCode.OK
+    if args.command == "cache":
+        from hermetic._cache import Store, default_cache_dir
+
+        store = Store(args.cache_dir or default_cache_dir())
+        if args.cache_command == "stats":
+            st = store.stats()
+            print(f"store:          {st['root']}")
+            print(f"blobs:          {st['blobs']} ({st['bytes'] / 1e6:.1f} MB)")
+            print(f"action results: {st['action_results']}")
+            lb = st["last_build"]
+            if lb:
+                print(f"last build:     {lb.get('actions', 0)} actions, {lb.get('executed', 0)} executed, "
+                      f"{lb.get('cached', 0)} from the local cache, {lb.get('failed', 0)} failed, "
+                      f"{lb.get('seconds', 0):.2f}s")
+            return ExitCode.OK
+        res = store.gc(args.max_size)
+        print(f"removed {res['blobs_removed']} blobs ({res['bytes_freed'] / 1e6:.1f} MB), dropped "
+              f"{res['results_dropped']} action results; {res['bytes_kept'] / 1e6:.1f} MB kept")
+        return ExitCode.OK
+    raise AssertionError(args.command)
+
+
+def _build(args: argparse.Namespace) -> ExitCode:
+    renderer = Renderer(args.verbose)
+    t0 = time.monotonic()
+    s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
+                 jobs=args.jobs, keep_going=args.keep_going, report=renderer)
+    labels = s.parse_labels(args.targets)
+    try:
+        result = s.build(labels)
+    finally:
+        ex = getattr(s, "executor", None)
+    st = result.stats
+    secs = time.monotonic() - t0
+    _write_last(s, st, secs)
+    total = st.executed + st.cached
+    print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache ({secs:.2f}s)",
+          file=sys.stderr)
+    cwd = Path.cwd()
+    for label, paths in result.outputs.items():
+        for p in paths:
+            shown = os.path.relpath(p, cwd) if p.is_relative_to(cwd) else str(p)
+            print(f"{label}: {shown}")
+    del ex
+    return ExitCode.OK
+
+
+def _write_last(s: Any, st: Any, secs: float) -> None:
+    f = s.store.root / "last-build.json"
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data.update(executed=st.executed, cached=st.cached, failed=st.failed, seconds=secs)
+    try:
+        f.write_text(json.dumps(data))
+    except OSError:
+        pass
+
+
+def _query(args: argparse.Namespace) -> ExitCode:
+    s = _session(args)
+    if args.what == "targets":
+        for t in s.all_targets():
+            print(t)
+        return ExitCode.OK
+    if not args.target:
+        raise HermeticError(f"query {args.what} needs a TARGET", reason="usage")
+    (label,) = s.parse_labels([args.target])
+    if args.what == "deps":
+        deps = s.target_deps([label])
+        for t in sorted(deps):
+            if t != label:
+                print(t)
+        return ExitCode.OK
+    every = s.all_targets()
+    deps = s.target_deps(every)
+    rdeps: set[Any] = set()
+    stack = [label]
+    while stack:
+        cur = stack.pop()
+        for t, ds in deps.items():
+            if cur in ds and t not in rdeps:
+                rdeps.add(t)
+                stack.append(t)
+    for t in sorted(rdeps):
+        print(t)
+    return ExitCode.OK

@@ -1,0 +1,201 @@
+"""Frozen value types that cross phase boundaries: labels, platforms, digests,
+artifacts, actions, providers and toolchains."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, ClassVar
+
+import attrs
+
+from hermetic.errors import LabelError
+
+_PKG_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+]+$")
+
+
+@attrs.frozen(order=True)
+class Label:
+    """``//package:name``. ``package`` is a slash-separated path, "" for the root."""
+
+    package: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str, base: str | None = None) -> Label:
+        """Parse *text*; ``:name`` is relative to package *base*."""
+        raw = text.strip()
+        if raw.startswith(":") and base is not None:
+            pkg, name = base, raw[1:]
+        elif raw.startswith("//"):
+            body = raw[2:]
+            if ":" in body:
+                pkg, name = body.split(":", 1)
+            else:
+                pkg, name = body, body.rsplit("/", 1)[-1]
+        else:
+            raise LabelError(
+                f'"{text}" is not a label',
+                hint='labels look like "//package:name" (or ":name" in the same package)',
+            )
+        if (pkg and not _PKG_RE.match(pkg)) or not name or not _NAME_RE.match(name):
+            raise LabelError(f'"{text}" is not a valid label', hint='use "//package:name"')
+        return cls(pkg, name)
+
+    def __str__(self) -> str:
+        return f"//{self.package}:{self.name}"
+
+
+@attrs.frozen(order=True)
+class Platform:
+    """What code is built for (or on): os, cpu, libc."""
+
+    os: str
+    arch: str
+    libc: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``linux-x86_64`` or ``linux-x86_64-musl``."""
+        parts = text.split("-")
+        if len(parts) == 2:
+            return cls(parts[0], parts[1], "glibc" if parts[0] == "linux" else "")
+        if len(parts) == 3:
+            return cls(parts[0], parts[1], parts[2])
+        raise LabelError(f'"{text}" is not a platform', hint='use "os-arch", e.g. "linux-x86_64"')
+
+    def __str__(self) -> str:
+        if self.libc and self.libc != "glibc":
+            return f"{self.os}-{self.arch}-{self.libc}"
+        return f"{self.os}-{self.arch}"
+
+
+@attrs.frozen(order=True)
+class Digest:
+    """sha256 and size of a blob, as in the Remote Execution API."""
+
+    hash: str
+    size: int
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Digest:
+        return cls(hashlib.sha256(data).hexdigest(), len(data))
+
+    def __str__(self) -> str:
+        return f"{self.hash}/{self.size}"
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        h, _, s = text.partition("/")
+        return cls(h, int(s))
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one canonical encoding used for every key and manifest."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sha256_json(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+@attrs.frozen(order=True)
+class Artifact:
+    """A file or directory tree an action reads or writes.
+
+    ``path`` is its place under the sandbox's input root: ``src/<workspace
+    path>`` for sources, ``out/<package>/<target>/<name>`` for generated files,
+    ``tool/<rule>/<name>`` for files a rule ships.
+    """
+
+    path: str
+    is_tree: bool = False
+    owner: Label | None = attrs.field(default=None, eq=False, order=False)
+
+    @property
+    def is_source(self) -> bool:
+        return not self.path.startswith("out/")
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@attrs.frozen
+class Output:
+    """Placeholder in an argv for the action's own output directory (+ name)."""
+
+    name: str = ""
+
+
+@attrs.frozen
+class Work:
+    """Placeholder in an argv for the action's private scratch directory."""
+
+    name: str = ""
+
+
+@attrs.frozen
+class Action:
+    """A declared unit of work. ``kind`` is "run", "fetch", "extract" or "write".
+
+    ``params`` holds the kind's parameters as canonical JSON-able data; inputs
+    and outputs are artifacts. ``volatile_env`` names environment variables the
+    scheduler sets that by contract do not change outputs (e.g. job count).
+    """
+
+    kind: str
+    owner: Label
+    mnemonic: str
+    inputs: tuple[Artifact, ...] = attrs.field(converter=tuple, default=())
+    outputs: tuple[Artifact, ...] = attrs.field(converter=tuple, default=())
+    params: Any = None
+    toolchains: tuple[Toolchain, ...] = attrs.field(converter=tuple, default=())
+    cpus: int = 1
+    platform: Platform | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.owner}#{self.mnemonic}"
+
+    def describe(self) -> str:
+        return f"{self.mnemonic} {self.owner}"
+
+
+class Provider:
+    """Base class of the values rules hand to their dependants (``*Info``)."""
+
+    __slots__: ClassVar[tuple[str, ...]] = ()
+
+
+@attrs.frozen
+class Toolchain:
+    """A set of tools for one kind ("cc", "python"), fingerprinted.
+
+    ``tools`` maps tool names to absolute paths; ``mounts`` are the host
+    directories a sandbox must make visible (read-only) for them to run;
+    ``identity`` is everything that identifies the tools' behaviour (binary
+    digests, versions); ``info`` holds facts rules may use (tags, include dirs).
+    """
+
+    kind: str
+    tools: dict[str, str] = attrs.field(converter=lambda d: dict(sorted(d.items())))
+    identity: dict[str, str] = attrs.field(converter=lambda d: dict(sorted(d.items())))
+    mounts: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    info: dict[str, Any] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
+    hermetic: bool = False
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    @property
+    def fingerprint(self) -> str:
+        return sha256_json(
+            {"kind": self.kind, "tools": self.tools, "identity": self.identity,
+             "hermetic": self.hermetic}
+        )
+
+    def tool(self, name: str) -> str:
+        return self.tools[name]

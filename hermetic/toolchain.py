@@ -1,0 +1,78 @@
+"""Helpers for platform plugins that fingerprint host tools.
+
+Probing a compiler (hashing its binaries, running ``--version``) costs tens of
+milliseconds; a no-op build must not pay it every time. :func:`probe_cached`
+remembers a probe's result keyed by the (inode, size, mtime, ctime) of the
+files it depends on, and probes again as soon as any of them changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["file_sha256", "probe_cached", "run_probe"]
+
+_lock = threading.Lock()
+_memory: dict[str, Any] = {}
+
+
+def _cache_file() -> Path:
+    from hermetic._cache import default_cache_dir
+
+    return default_cache_dir() / "toolchains.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def run_probe(argv: Sequence[str]) -> str:
+    """Run a probe command with a fixed environment; return its stdout+stderr."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
+    proc = subprocess.run(list(argv), capture_output=True, text=True, env=env, check=False,
+                          stdin=subprocess.DEVNULL)
+    return (proc.stdout + proc.stderr).strip()
+
+
+def _signature(files: Sequence[str]) -> list[Any]:
+    sig: list[Any] = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            sig.append([f, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+        except OSError:
+            sig.append([f, None])
+    return sig
+
+
+def probe_cached(name: str, files: Sequence[str], probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return ``probe()``'s result, from cache while *files* are unchanged."""
+    sig = _signature(files)
+    with _lock:
+        if not _memory:
+            with contextlib.suppress(OSError, ValueError):
+                _memory.update(json.loads(_cache_file().read_text()))
+        hit = _memory.get(name)
+        if hit and hit.get("sig") == sig:
+            return hit["value"]  # type: ignore[no-any-return]
+    value = probe()
+    with _lock:
+        _memory[name] = {"sig": sig, "value": value}
+        with contextlib.suppress(OSError):
+            f = _cache_file()
+            f.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".toolchains.")
+            with os.fdopen(fd, "w") as out:
+                json.dump(_memory, out)
+            os.replace(tmp, f)
+    return value

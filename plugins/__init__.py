@@ -1,0 +1,1 @@
+"""Per-platform plugins: host platform, toolchains and sandboxes."""

@@ -1,0 +1,218 @@
+"""Linux: the host platform, the host gcc and Python toolchains
+(fingerprinted), and the bubblewrap sandbox."""
+
+from __future__ import annotations
+
+import os
+import platform as pyplatform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hermetic.hookspecs import hookimpl
+from hermetic.model import Platform, Toolchain
+from hermetic.sandbox import Completed, Layout, SandboxConfig, SandboxRequest
+from hermetic.toolchain import file_sha256, probe_cached, run_probe
+
+_ARCH = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+def _host() -> Platform:
+    libc = "glibc" if os.confstr("CS_GNU_LIBC_VERSION") else "musl"
+    return Platform("linux", _ARCH.get(pyplatform.machine().lower(), pyplatform.machine().lower()), libc)
+
+
+@hookimpl
+def hermetic_host_platform() -> Platform | None:
+    if sys.platform != "linux":
+        return None
+    return _host()
+
+
+@hookimpl
+def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
+    if host.os != "linux" or target != host:
+        return None  # cross toolchains are other plugins' business
+    if kind == "cc":
+        return _gcc()
+    if kind == "python":
+        return _python()
+    return None
+
+
+# -- gcc -----------------------------------------------------------------------
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
+
+
+def _gcc() -> Toolchain | None:
+    cc = _which("gcc")
+    if cc is None:
+        return None
+    tools = {"cc": cc}
+    for t in ("ar", "ranlib", "nm", "ld", "make", "perl", "strip"):
+        p = _which(t)
+        if p:
+            tools[t] = p
+    real = [os.path.realpath(p) for p in tools.values()]
+
+    def probe() -> dict[str, Any]:
+        cc1 = run_probe([cc, "-print-prog-name=cc1"])
+        as_ = run_probe([cc, "-print-prog-name=as"])
+        as_path = as_ if os.path.isabs(as_) else (_which(as_) or as_)
+        identity = {f"sha256:{Path(p).name}": file_sha256(p) for p in real}
+        for extra in (cc1, as_path):
+            if os.path.isfile(extra):
+                identity[f"sha256:{Path(extra).name}"] = file_sha256(os.path.realpath(extra))
+        identity["version:cc"] = run_probe([cc, "--version"]).splitlines()[0]
+        identity["machine:cc"] = run_probe([cc, "-dumpmachine"])
+        if "ld" in tools:
+            identity["version:ld"] = run_probe([tools["ld"], "--version"]).splitlines()[0]
+        if "perl" in tools:
+            identity["version:perl"] = run_probe([tools["perl"], "-e", "print $^V"])
+        if "make" in tools:
+            identity["version:make"] = run_probe([tools["make"], "--version"]).splitlines()[0]
+        return {"identity": identity, "triple": identity["machine:cc"]}
+
+    data = probe_cached("linux-gcc", real, probe)
+    return Toolchain("cc", tools, data["identity"], mounts=(), info={"triple": data["triple"], "family": "gcc"})
+
+
+# -- python --------------------------------------------------------------------
+
+_PY_PROBE = r"""
+import json, sys, sysconfig
+v = sys.version_info
+print(json.dumps({
+  "version": "%d.%d.%d" % v[:3],
+  "tag": "cp%d%d" % v[:2],
+  "soabi": sysconfig.get_config_var("SOABI"),
+  "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+  "include": sysconfig.get_paths()["include"],
+  "prefix": sys.base_prefix,
+  "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+  "libdir": sysconfig.get_config_var("LIBDIR"),
+  "ldlibrary": sysconfig.get_config_var("LDLIBRARY"),
+}))
+"""
+
+
+def _python() -> Toolchain | None:
+    exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    if not os.path.isfile(exe):
+        return None
+
+    def probe() -> dict[str, Any]:
+        import json
+
+        out = subprocess.run([exe, "-I", "-c", _PY_PROBE], capture_output=True, text=True, check=True,
+                             env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}).stdout
+        info = json.loads(out)
+        identity = {"sha256:python": file_sha256(exe), "version": info["version"], "soabi": info["soabi"]}
+        pyconfig = Path(info["include"]) / "pyconfig.h"
+        if pyconfig.is_file():
+            identity["sha256:pyconfig.h"] = file_sha256(pyconfig)
+        if info["shared"]:
+            lib = Path(info["libdir"]) / info["ldlibrary"]
+            if lib.is_file():
+                identity["sha256:libpython"] = file_sha256(os.path.realpath(lib))
+        return {"identity": identity, "info": info}
+
+    data = probe_cached("linux-python", [exe], probe)
+    info = data["info"]
+    mounts = () if info["prefix"].startswith("/usr/") else (info["prefix"],)
+    return Toolchain("python", {"python": exe}, data["identity"], mounts=mounts, info=info)
+
+
+# -- bubblewrap ------------------------------------------------------------------
+
+ROOT = "/hermetic"
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+_ETC = ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd",
+        "/etc/group", "/etc/perl", "/etc/localtime-none")
+
+
+class BwrapSandbox:
+    """Actions run in fresh namespaces (user where possible, mount, pid, net,
+    ipc, uts, cgroup): only /usr and a few /etc files of the host are visible,
+    read-only; inputs read-only at /hermetic/in; outputs and scratch private at
+    /hermetic/out and /hermetic/work; /tmp and $HOME are empty tmpfs; the
+    network namespace has no interface but a downed loopback; every process
+    dies with the action."""
+
+    name = "bwrap"
+
+    def __init__(self, bwrap: str, version: str) -> None:
+        self.bwrap = bwrap
+        self.version = version
+
+    def profile(self) -> dict[str, Any]:
+        return {"name": "bwrap", "version": self.version, "root": ROOT,
+                "enforces": ["no-network", "read-only-inputs", "fixed-paths", "private-dirs", "clear-env",
+                             "no-home", "pid-namespace", "kill-on-exit", "umask", "hostname"],
+                "system": list(_SYSTEM_DIRS) + ["/usr"] + list(_ETC)}
+
+    def layout(self, req_dirs: tuple[Path, Path, Path]) -> Layout:
+        return Layout(f"{ROOT}/in", f"{ROOT}/out", f"{ROOT}/work", f"{ROOT}/home", "/tmp")
+
+    def command(self, request: SandboxRequest) -> list[str]:
+        argv = [self.bwrap, "--unshare-user-try", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+                "--unshare-uts", "--unshare-cgroup-try", "--hostname", "hermetic", "--die-with-parent",
+                "--new-session", "--ro-bind", "/usr", "/usr"]
+        for d in _SYSTEM_DIRS:
+            if os.path.islink(d):
+                argv += ["--symlink", os.readlink(d), d]
+            elif os.path.isdir(d):
+                argv += ["--ro-bind", d, d]
+        for e in _ETC:
+            argv += ["--ro-bind-try", e, e]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", f"{ROOT}/home",
+                 "--ro-bind", str(request.inputs), f"{ROOT}/in",
+                 "--bind", str(request.outputs), f"{ROOT}/out",
+                 "--bind", str(request.work), f"{ROOT}/work"]
+        for m in request.mounts:
+            argv += ["--ro-bind", m, m]
+        argv += ["--chdir", f"{ROOT}/work", "--clearenv"]
+        for k, v in sorted(request.env.items()):
+            argv += ["--setenv", k, v]
+        return argv + ["--", *request.argv]
+
+    def run(self, request: SandboxRequest) -> Completed:
+        log = open(request.log or os.devnull, "wb")
+        with log:
+            try:
+                proc = subprocess.run(self.command(request), stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=subprocess.STDOUT, timeout=request.timeout, umask=0o022,
+                                      env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
+            except subprocess.TimeoutExpired:
+                return Completed(-9, timed_out=True)
+        return Completed(proc.returncode)
+
+
+@hookimpl
+def hermetic_sandbox(host: Platform, config: SandboxConfig) -> BwrapSandbox | None:
+    if host.os != "linux" or config.mode not in ("auto", "bwrap"):
+        return None
+    bwrap = _which("bwrap")
+    if bwrap is None:
+        return None
+
+    def probe() -> dict[str, Any]:
+        ok = subprocess.run([bwrap, "--unshare-user-try", "--unshare-net", "--unshare-pid", "--ro-bind", "/",
+                             "/", "true"], capture_output=True, check=False)
+        return {"version": run_probe([bwrap, "--version"]), "works": ok.returncode == 0,
+                "error": ok.stderr.decode(errors="replace").strip()}
+
+    data = probe_cached("linux-bwrap", [os.path.realpath(bwrap)], probe)
+    if not data["works"]:
+        from hermetic.errors import SandboxError
+
+        raise SandboxError(f"bubblewrap is installed but cannot create namespaces here: {data['error']}",
+                           hint="allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
+                                "or run as root; or pass --sandbox=none (not hermetic)",
+                           reason="sandbox")
+    return BwrapSandbox(bwrap, data["version"])

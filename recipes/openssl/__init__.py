@@ -1,0 +1,68 @@
+"""OpenSSL from pinned source: configured ``no-shared``, position independent,
+built out of its own (read-only) source tree into static libcrypto/libssl."""
+
+from __future__ import annotations
+
+import shlex
+
+import attrs
+
+from hermetic.hookspecs import hookimpl
+from hermetic.model import Artifact, Provider
+from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
+from recipes.fetch import SourceInfo
+
+
+@attrs.frozen
+class CcInfo(Provider):
+    """Headers and static archives for compiling and linking against a C library."""
+
+    includes: DepSet[Artifact]
+    archives: DepSet[Artifact]
+    version: str = ""
+
+
+_TARGETS = {("linux", "x86_64"): "linux-x86_64", ("linux", "aarch64"): "linux-aarch64",
+            ("darwin", "x86_64"): "darwin64-x86_64-cc", ("darwin", "aarch64"): "darwin64-arm64-cc",
+            ("windows", "x86_64"): "mingw64"}
+
+
+def _openssl(ctx: RuleContext) -> list[Provider]:
+    cc = ctx.toolchain("cc")
+    src = ctx.attr.src[SourceInfo].tree
+    target = ctx.attr.target or _TARGETS.get((ctx.platform.os, ctx.platform.arch))
+    if target is None:
+        raise ctx.error(f"no OpenSSL Configure target known for {ctx.platform}", hint="set target = \"...\"")
+    crypto = ctx.declare_output("lib/libcrypto.a")
+    ssl = ctx.declare_output("lib/libssl.a")
+    include = ctx.declare_output("include", tree=True)
+    options = ["no-shared", "no-tests", "no-docs", "-fPIC", *ctx.attr.options]
+    configure = [
+        "perl", '"$IN/%s/Configure"' % src.path, target, "--prefix=/opt/hermetic-openssl",
+        "--openssldir=/opt/hermetic-openssl/ssl", "--libdir=lib", *(shlex.quote(o) for o in options),
+    ]
+    script = "\n".join([
+        "set -eu",
+        "mkdir build && cd build",
+        " ".join(configure),
+        'make -j"$HERMETIC_JOBS" build_libs >make.log 2>&1 || { tail -n 60 make.log; exit 1; }',
+        'mkdir -p "$OUT/lib" "$OUT/include/openssl"',
+        'cp libcrypto.a libssl.a "$OUT/lib/"',
+        f'cp "$IN/{src.path}/include/openssl/"*.h "$OUT/include/openssl/"',
+        'cp include/openssl/*.h "$OUT/include/openssl/"',
+    ])
+    env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "PERL": cc.tool("perl")}
+    ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[crypto, ssl, include],
+                    mnemonic="OpenSSLBuild", env=env, toolchains=[cc], cpus=64)
+    return [CcInfo(DepSet([include]), DepSet([ssl, crypto]), ctx.attr.version),
+            DefaultInfo((crypto, ssl, include))]
+
+
+@hookimpl
+def hermetic_register_rules(registry: RuleRegistry) -> None:
+    registry.rule("openssl", attrs={
+        "src": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target with OpenSSL's source"),
+        "version": attr.string(doc="the version the source is, for providers and messages"),
+        "options": attr.string_list(doc="extra ./Configure options"),
+        "target": attr.string(doc="./Configure target; default: from the platform"),
+    }, doc="OpenSSL built as static libraries.")(_openssl)

@@ -1,0 +1,60 @@
+"""Write a wheel deterministically (runs inside the sandbox).
+
+Entries sorted, dist-info last (RECORD at the very end), every timestamp set
+to SOURCE_DATE_EPOCH (not before 1980, the zip format's epoch), modes 0644 or
+0755, no extra fields, one compression level."""
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import time
+import zipfile
+
+
+def _hash(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def main(spec_path, out):
+    with open(spec_path) as f:
+        spec = json.load(f)
+    epoch = max(int(os.environ.get("SOURCE_DATE_EPOCH", "315532800")), 315532800)
+    stamp = time.gmtime(epoch)[:6]
+    in_root = os.environ["IN"]
+    info = f"{spec['distribution']}-{spec['version']}.dist-info"
+    entries = []
+    for arcname, path in spec["files"]:
+        full = os.path.join(in_root, path)
+        with open(full, "rb") as f:
+            entries.append((arcname, f.read(), os.access(full, os.X_OK) or arcname.endswith(".so")))
+    meta = ["Metadata-Version: 2.1", f"Name: {spec['name']}", f"Version: {spec['version']}"]
+    if spec.get("summary"):
+        meta.append(f"Summary: {spec['summary']}")
+    if spec.get("license"):
+        meta.append(f"License: {spec['license']}")
+    if spec.get("requires_python"):
+        meta.append(f"Requires-Python: {spec['requires_python']}")
+    meta += [f"Requires-Dist: {r}" for r in spec.get("requires_dist", [])]
+    purelib = spec["tag"].endswith("-none-any")
+    wheel = ["Wheel-Version: 1.0", f"Generator: {spec['generator']}",
+             f"Root-Is-Purelib: {'true' if purelib else 'false'}", f"Tag: {spec['tag']}"]
+    tops = sorted({a.split("/", 1)[0] for a, _, _ in entries})
+    entries.sort()
+    entries.append((f"{info}/METADATA", ("\n".join(meta) + "\n").encode(), False))
+    entries.append((f"{info}/WHEEL", ("\n".join(wheel) + "\n").encode(), False))
+    entries.append((f"{info}/top_level.txt", ("\n".join(tops) + "\n").encode(), False))
+    record = [f"{a},{_hash(d)},{len(d)}" for a, d, _ in entries] + [f"{info}/RECORD,,"]
+    entries.append((f"{info}/RECORD", ("\n".join(record) + "\n").encode(), False))
+    with zipfile.ZipFile(out, "w") as zf:
+        for arcname, data, executable in entries:
+            zi = zipfile.ZipInfo(arcname, date_time=stamp)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zi.create_system = 3
+            zi.external_attr = ((0o100755 if executable else 0o100644) << 16)
+            zf.writestr(zi, data, compresslevel=9)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

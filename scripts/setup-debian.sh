@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install every system package hermetic and its tests need on a Debian host,
+# and enable Debian's source archive (trixie) so the pinned OpenSSL tarball can
+# be fetched by hash with `apt-get source --download-only`.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# deb-src for trixie: derived from the host's own sources file so that no
+# archive host is named here.
+src=/etc/apt/sources.list.d/debian.sources
+dst=/etc/apt/sources.list.d/hermetic-trixie-src.sources
+if [ -f "$src" ] && [ ! -f "$dst" ]; then
+  # first stanza only (the main archive, not -security)
+  awk 'BEGIN{RS=""; ORS="\n\n"} NR==1' "$src" \
+    | sed -e 's/^Types:.*/Types: deb-src/' -e 's/^Suites:.*/Suites: trixie/' \
+    | $SUDO tee "$dst" >/dev/null
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends \
+  bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
+  python3-venv file
