@@ -143,7 +143,7 @@ class Executor:
         handler = getattr(self, f"_run_{action.kind}")
         outputs, log = handler(action)
         result = {"outputs": {p: e.to_json() for p, e in outputs.items()},
-                  "log": log.to_json() if log else None, "mnemonic": action.mnemonic,
+                  "log": {"hash": log.hash, "size": log.size} if log else None, "mnemonic": action.mnemonic,
                   "owner": str(action.owner)}
         self.store.put_action(key, result)
         self._record(action, result["outputs"])
