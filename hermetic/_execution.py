@@ -86,7 +86,9 @@ class BuildStats:
 class Executor:
     def __init__(self, *, store: Store, sandbox: Sandbox, fetcher: FetchResolver, sources: dict[str, Path],
                  jobs: int, keep_going: bool = False, source_date_epoch: int = 315532800,
-                 report: Report | None = None, use_cache: bool = True) -> None:
+                 report: Report | None = None, use_cache: bool = True,
+                 goals: Sequence[Artifact] = ()) -> None:
+        self.goals = {a.path for a in goals}
         self.store = store
         self.sandbox = sandbox
         self.fetcher = fetcher
@@ -136,7 +138,7 @@ class Executor:
         self.keys[action.id] = key
         if self.use_cache:
             hit = self.store.get_action(key)
-            if hit is not None:
+            if hit is not None and self._deliverable(hit["outputs"]):
                 self._record(action, hit["outputs"])
                 return False
         self.report("action-start", action=action)
@@ -147,6 +149,17 @@ class Executor:
                   "owner": str(action.owner)}
         self.store.put_action(key, result)
         self._record(action, result["outputs"])
+        return True
+
+    def _deliverable(self, outputs: dict[str, Any]) -> bool:
+        """Outputs the user asked for are re-hashed before a hit is accepted,
+        so a damaged blob means a rebuild, not a failed build."""
+        for path, e in outputs.items():
+            if path in self.goals:
+                entry = Entry.from_json(e)
+                blobs = self.store.tree_blobs(entry.digest) if entry.tree else [entry.digest]
+                if not all(self.store.verify_blob(b) for b in blobs):
+                    return False
         return True
 
     def _record(self, action: Action, outputs: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ class Session:
                           fetcher=FetchResolver(store, registry, self.distdirs, report=self.report),
                           sources=analysis.sources, jobs=self.jobs, keep_going=self.keep_going,
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
-                          use_cache=use_cache)
+                          use_cache=use_cache, goals=goals)
             self.report("build-start", total=len(order), targets=labels)
             try:
                 stats = ex.execute(order, graph.deps)

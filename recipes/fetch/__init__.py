@@ -69,7 +69,7 @@ def _archive(ctx: RuleContext) -> list[Provider]:
                       size=a.size or None, signature=signature)
     tree = ctx.declare_output("src", tree=True)
     ctx.actions.extract(archive, tree, strip_prefix=a.strip_prefix)
-    return [SourceInfo(archive, tree), DefaultInfo((archive,))]
+    return [SourceInfo(archive, tree), DefaultInfo((tree,))]
 
 
 def wheel_matches(filename: str, python: Toolchain, platform: Platform) -> bool:

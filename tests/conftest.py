@@ -1,0 +1,80 @@
+"""Shared fixtures. Every write goes under tmp_path; the one cache shared
+between xdist workers (the warm flagship store) is a hermetic store, whose
+contract is exactly that concurrent builds may share it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FLAGSHIP = "//wheel:linux-x86_64"
+
+# toolchain probes are cached under the cache dir: keep them out of ~/.cache
+_PROBE_DIR = os.environ.setdefault("HERMETIC_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) /
+                                                             f"hermetic-test-probes-{os.getuid()}"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skips = {"linux": sys.platform != "linux", "macos": sys.platform != "darwin",
+             "windows": sys.platform != "win32"}
+    for item in items:
+        for mark, skip in skips.items():
+            if skip and mark in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=f"needs a {mark} host"))
+
+
+@pytest.fixture(autouse=True)
+def check_os_environ_stable():
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    for env in (before, after):
+        env.pop("PYTEST_CURRENT_TEST", None)
+    assert before == after, f"test changed os.environ: {set(before) ^ set(after)}"
+
+
+def copy_workspace(dest: Path) -> Path:
+    """A fresh copy of this repository's workspace (BUILD files and sources)."""
+    top = {".git", "hermetic-out", ".pytest_cache", "tests", "bench", ".ci", "build"}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+        if Path(directory) == REPO:
+            skip |= top & set(names)
+        return skip
+
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    return dest
+
+
+def hermetic_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real `hermetic` command (a separate process, as a user would)."""
+    proc = subprocess.run([sys.executable, "-m", "hermetic", *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hermetic {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def warm_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding a complete flagship build: the one cold OpenSSL build
+    the suite pays for, shared by every test (and xdist worker) that only
+    needs it warm. The first worker to get the lock builds; the rest wait and
+    then find everything cached."""
+    shared = tmp_path_factory.getbasetemp().parent / "warm-store"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        store = shared / "cache"
+        if not (shared / ".done").exists():
+            ws = copy_workspace(shared / "ws")
+            hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, cwd=ws)
+            (shared / ".done").write_text("ok")
+    return store

@@ -1,0 +1,80 @@
+"""The local store: atomic, verified on read, garbage-collected by size."""
+
+import os
+
+import pytest
+
+from hermetic._cache import Store
+from hermetic.model import Digest
+
+
+def test_put_and_read(tmp_path):
+    s = Store(tmp_path)
+    d = s.put_bytes(b"hello")
+    assert d == Digest.of_bytes(b"hello")
+    assert s.read_bytes(d) == b"hello"
+    assert os.stat(s.blob_path(d.hash)).st_mode & 0o777 == 0o444
+    assert not list(s.tmp.iterdir())
+
+
+def test_corrupt_blob_detected_and_removed(tmp_path):
+    s = Store(tmp_path)
+    d = s.put_bytes(b"hello")
+    p = s.blob_path(d.hash)
+    p.chmod(0o644)
+    p.write_bytes(b"jello")
+    assert not s.verify_blob(d)
+    assert not p.exists()
+
+
+def test_action_result_checksum(tmp_path):
+    s = Store(tmp_path)
+    d = s.put_bytes(b"x")
+    s.put_action("k" * 64, {"outputs": {"o": {"hash": d.hash, "size": d.size}}})
+    assert s.get_action("k" * 64)["outputs"]["o"]["hash"] == d.hash
+    f = s.ac / "kk" / ("k" * 64)
+    f.write_bytes(f.read_bytes().replace(b'"size":1', b'"size":2'))
+    assert s.get_action("k" * 64) is None and not f.exists()
+
+
+def test_result_with_missing_blob_is_a_miss(tmp_path):
+    s = Store(tmp_path)
+    d = s.put_bytes(b"x")
+    s.put_action("a" * 64, {"outputs": {"o": {"hash": d.hash, "size": d.size}}})
+    s.blob_path(d.hash).unlink()
+    assert s.get_action("a" * 64) is None
+
+
+def test_gc_evicts_least_recently_used(tmp_path):
+    s = Store(tmp_path)
+    old = s.put_bytes(b"a" * 1000)
+    os.utime(s.blob_path(old.hash), (1, 1))
+    new = s.put_bytes(b"b" * 1000)
+    s.put_action("c" * 64, {"outputs": {"o": {"hash": old.hash, "size": old.size}}})
+    res = s.gc(1500)
+    assert res["blobs_removed"] == 1 and res["results_dropped"] == 1
+    assert s.has_blob(new) and not s.has_blob(old)
+
+
+def test_source_digest_sees_same_size_edit(tmp_path):
+    s = Store(tmp_path / "c")
+    f = tmp_path / "f.c"
+    f.write_text("int a;")
+    d1 = s.source_digest(f)
+    f.write_text("int b;")  # same size, within the mtime granularity
+    assert s.source_digest(f) != d1
+
+
+def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
+    s = Store(tmp_path)
+    import errno
+    import tempfile
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(Exception) as e:
+        s.put_bytes(b"data")
+    assert e.value.reason == "disk-full"
+    assert not any(p.is_file() for p in s.cas.rglob("*"))

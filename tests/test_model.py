@@ -1,0 +1,43 @@
+import pytest
+
+from hermetic.errors import LabelError
+from hermetic.model import Label, Platform
+from hermetic.rules import DepSet
+
+
+@pytest.mark.parametrize("text,base,want", [
+    pytest.param("//wheel:linux-x86_64", None, Label("wheel", "linux-x86_64"), id="full"),
+    pytest.param("//a/b", None, Label("a/b", "b"), id="implicit-name"),
+    pytest.param(":x", "pkg", Label("pkg", "x"), id="relative"),
+    pytest.param("//:root", None, Label("", "root"), id="root-package"),
+])
+def test_label_parse(text, base, want):
+    assert Label.parse(text, base) == want
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("wheel:x", id="no-slashes"),
+    pytest.param("//a:", id="empty-name"),
+    pytest.param("//a b:c", id="space"),
+    pytest.param("//a:b/../c", id="dots"),
+])
+def test_label_rejects(text):
+    with pytest.raises(LabelError) as e:
+        Label.parse(text)
+    assert e.value.reason == "bad-label"
+
+
+def test_label_roundtrip():
+    assert str(Label.parse("//recipes/openssl:source")) == "//recipes/openssl:source"
+
+
+def test_platform_parse():
+    assert Platform.parse("linux-x86_64") == Platform("linux", "x86_64", "glibc")
+    assert str(Platform.parse("linux-aarch64-musl")) == "linux-aarch64-musl"
+
+
+def test_depset_order_and_dedup():
+    a = DepSet([1, 2])
+    b = DepSet([3, 2], transitive=[a])
+    c = DepSet([0], transitive=[b, a])
+    assert c.to_list() == [0, 3, 2, 1]

@@ -1,0 +1,128 @@
+"""What a sandboxed action cannot do: reach the network, see the user's home
+or the workspace, write outside its outputs, outlive its action."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from hermetic.model import Platform
+from hermetic.sandbox import SandboxConfig, SandboxRequest, base_environment
+
+pytestmark = [pytest.mark.linux,
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
+
+PY_PREFIX = sys.base_prefix
+
+
+@pytest.fixture
+def sandbox():
+    from plugins import linux
+
+    return linux.hermetic_sandbox(linux._host(), SandboxConfig("auto"))
+
+
+def run(sandbox, tmp_path: Path, script: str) -> tuple[int, str]:
+    dirs = [tmp_path / n for n in ("in", "out", "work")]
+    for d in dirs:
+        d.mkdir(exist_ok=True)
+    log = tmp_path / "log"
+    env = base_environment(sandbox.layout(tuple(dirs)), 0)
+    py = os.path.realpath(sys._base_executable)
+    mounts = () if PY_PREFIX.startswith("/usr") else (PY_PREFIX,)
+    done = sandbox.run(SandboxRequest((py, "-I", "-c", script), env, *dirs, mounts=mounts, log=log, timeout=60))
+    return done.exit_code, log.read_text()
+
+
+def test_profile_says_what_it_enforces(sandbox):
+    assert {"no-network", "read-only-inputs", "no-home", "clear-env"} <= set(sandbox.profile()["enforces"])
+    assert sandbox.layout((Path("/a"), Path("/b"), Path("/c"))).inputs == "/hermetic/in"
+
+
+def test_no_network(sandbox, tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    with server:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # reachable from outside
+        code, out = run(sandbox, tmp_path, f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)")
+        assert code != 0, out
+        code, out = run(sandbox, tmp_path, "import socket; socket.getaddrinfo('pypi.org', 443)")
+        assert code != 0 and "gaierror" in out, out
+
+
+def test_home_and_workspace_invisible(sandbox, tmp_path):
+    home = Path.home()
+    outside = sorted(os.listdir(home))
+    secret = Path(__file__).resolve()  # any file of the workspace
+    code, out = run(sandbox, tmp_path, f"""
+import os
+print(sorted(os.listdir({str(home)!r})) if os.path.isdir({str(home)!r}) else [])
+print(os.path.exists({str(secret)!r}))
+print(os.environ.get('HOME'))
+""")
+    assert code == 0, out
+    visible, secret_seen, env_home = out.splitlines()[:3]
+    visible_names = eval(visible)
+    # only directories on the way to a bound toolchain (e.g. ~/.pyenv for a pyenv Python)
+    allowed = {Path(PY_PREFIX).relative_to(home).parts[0]} if PY_PREFIX.startswith(str(home)) else set()
+    assert set(visible_names) <= allowed, visible_names
+    assert len(outside) == 0 or set(outside) - allowed  # there was something to hide
+    assert secret_seen == "False"
+    assert env_home == "/hermetic/home"
+
+
+def test_cannot_write_outside_outputs(sandbox, tmp_path):
+    target = tmp_path / "escape"
+    code, out = run(sandbox, tmp_path, f"""
+import os
+results = []
+for p in ['/hermetic/in/x', '/usr/x', {str(target)!r}, '/hermetic/out/ok']:
+    try:
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        open(p, 'w').write('x')
+        results.append('wrote')
+    except OSError:
+        results.append('denied')
+print(results)
+""")
+    assert code == 0, out
+    assert eval(out.splitlines()[-1]) == ["denied", "denied", "wrote", "wrote"]
+    assert not target.exists()  # "wrote" went to the sandbox's private /tmp, not the host's
+    assert not (tmp_path / "in" / "x").exists()
+    assert (tmp_path / "out" / "ok").read_text() == "x"
+
+
+def test_no_process_outlives_the_action(sandbox, tmp_path):
+    code, out = run(sandbox, tmp_path,
+                    "import subprocess; subprocess.Popen(['sleep', '4321.5'], start_new_session=True); print('ok')")
+    assert code == 0, out
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"4321.5" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                left.append(pid)
+        except OSError:
+            pass
+    assert not left
+
+
+def test_environment_is_cleared(sandbox, tmp_path):
+    code, out = run(sandbox, tmp_path, "import os; print(sorted(os.environ))")
+    assert code == 0
+    names = set(eval(out.splitlines()[-1]))
+    assert names <= {"PATH", "HOME", "TMPDIR", "TZ", "LC_ALL", "LANG", "SOURCE_DATE_EPOCH", "PYTHONHASHSEED",
+                     "PYTHONDONTWRITEBYTECODE", "IN", "OUT", "WORK", "LC_CTYPE", "PWD"}
+    assert "TZ" in names and "SOURCE_DATE_EPOCH" in names
+
+
+def test_host_platform():
+    from plugins import linux
+
+    assert linux.hermetic_host_platform() == Platform("linux", linux._host().arch, linux._host().libc)
