@@ -23,4 +23,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
-  python3-venv file
+  python3-venv python3-dev python3-pip gnupg file

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian machine needs: system packages (bubblewrap, gcc,
+# perl, make, gpgv, Python headers and venv, Debian's deb-src for the pinned
+# OpenSSL tarball), then hermetic itself in ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-debian.sh
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
