@@ -23,6 +23,7 @@ from hermetic.model import Action, Artifact, Digest, sha256_json
 from hermetic.sandbox import Sandbox, SandboxRequest, base_environment
 
 KEY_SCHEMA = 1
+HOSTILE = {"path-escape", "link-escape", "special-file", "bomb"}
 Report = Callable[..., None]
 
 
@@ -196,6 +197,9 @@ class Executor:
                 _archive.extract(self.store.blob_path(archive.hash), dest,
                                  strip_prefix=action.params["strip_prefix"], name=action.inputs[0].name)
             except HermeticError as exc:
+                if exc.reason in HOSTILE:
+                    # the pinned bytes are hostile: keep nothing of them
+                    self.store.blob_path(archive.hash).unlink(missing_ok=True)
                 raise ActionFailed(str(exc), hint=exc.hint, action=action.describe(),
                                    reason=exc.reason) from exc
             d = self.store.put_tree(dest, move=True)

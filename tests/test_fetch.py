@@ -107,6 +107,7 @@ def test_escaping_entry(tmp_path):
     assert e.value.failures[0].reason == "path-escape"
     assert not list(tmp_path.rglob("escaped"))
     assert b"pwned" not in blobs(tmp_path) and b"1" not in blobs(tmp_path)
+    assert evil.read_bytes() not in blobs(tmp_path)
 
 
 # -- OpenPGP ------------------------------------------------------------------
