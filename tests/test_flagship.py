@@ -48,7 +48,7 @@ def test_wheel_installs_and_works(tmp_path, warm_store):
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    cffi = next((warm_store / "cas").rglob("*")) and _cffi_wheel(ws, warm_store, tmp_path)
+    cffi = _cffi_wheel(ws, warm_store, tmp_path)
     subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(wheel), str(cffi)],
                    check=True)
     out = subprocess.run([venv / "bin" / "python", "-c",
