@@ -5,7 +5,6 @@ not declared (source files are only listed and globbed, never read)."""
 from __future__ import annotations
 
 import glob as globmod
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from hermetic._buildfile import COMMON_ATTRS, TargetDecl, Workspace
 from hermetic.errors import (AnalysisError, BuildFileError, HermeticError, Location, ToolchainError,
                              did_you_mean)
 from hermetic.model import Action, Artifact, Label, Platform, Provider, Toolchain
-from hermetic.rules import Attr, DefaultInfo, Rule, RuleContext, RuleRegistry, Target
+from hermetic.rules import Attr, DefaultInfo, RuleContext, RuleRegistry, Target
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
@@ -266,6 +265,3 @@ class Analyzer:
                                     hint=f"depend on a target whose rule returns {prov.__name__}")
         return t
 
-
-def relpath_in(ws_root: Path, path: Path) -> str:
-    return os.path.relpath(path, ws_root)

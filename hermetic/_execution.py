@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from hermetic import _archive
-from hermetic._cache import Store, hash_file
+from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic.errors import ActionFailed, BuildFailed, CacheError, HermeticError
 from hermetic.model import Action, Artifact, Digest, sha256_json
@@ -100,6 +100,7 @@ class Executor:
         self.report = report or (lambda *a, **k: None)
         self.use_cache = use_cache
         self.entries: dict[str, Entry] = {}
+        self.stats = BuildStats()
         self.keys: dict[str, str] = {}
         self._profile = sandbox.profile()
         self._lock = threading.Lock()
@@ -353,8 +354,8 @@ class Executor:
                             ready.append(nxt)
                     ready.sort(key=rank.__getitem__)
         self.store.save_digests()
-        stats = BuildStats(executed, cached, len(failures), len(order) - len(done_ids) - len(failures),
-                           time.monotonic() - t0)
+        stats = self.stats = BuildStats(executed, cached, len(failures),
+                                        len(order) - len(done_ids) - len(failures), time.monotonic() - t0)
         if failures:
             raise BuildFailed(f"build failed: {len(failures)} action(s) failed, {executed} ran, "
                               f"{cached} cached, {stats.skipped} not started", failures=tuple(failures),
@@ -422,6 +423,3 @@ def _rmtree(p: Path) -> None:
         with contextlib.suppress(OSError):
             p.unlink()
 
-
-def file_digest(path: Path) -> Digest:
-    return hash_file(path)

@@ -126,7 +126,9 @@ class Session:
         return BuildResult(outputs, stats, self.output_dir)
 
     def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
-        data = {"time": time.time(), "actions": len(order), "keys": ex.keys}
+        st = ex.stats
+        data = {"time": time.time(), "actions": len(order), "executed": st.executed, "cached": st.cached,
+                "failed": st.failed, "seconds": st.seconds, "keys": ex.keys}
         try:
             (self.store.root / "last-build.json").write_text(json.dumps(data))
         except OSError:

@@ -194,14 +194,9 @@ def _build(args: argparse.Namespace) -> ExitCode:
     t0 = time.monotonic()
     s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
                  jobs=args.jobs, keep_going=args.keep_going, report=renderer)
-    labels = s.parse_labels(args.targets)
-    try:
-        result = s.build(labels)
-    finally:
-        ex = getattr(s, "executor", None)
+    result = s.build(s.parse_labels(args.targets))
     st = result.stats
     secs = time.monotonic() - t0
-    _write_last(s, st, secs)
     total = st.executed + st.cached
     print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache ({secs:.2f}s)",
           file=sys.stderr)
@@ -210,21 +205,7 @@ def _build(args: argparse.Namespace) -> ExitCode:
         for p in paths:
             shown = os.path.relpath(p, cwd) if p.is_relative_to(cwd) else str(p)
             print(f"{label}: {shown}")
-    del ex
     return ExitCode.OK
-
-
-def _write_last(s: Any, st: Any, secs: float) -> None:
-    f = s.store.root / "last-build.json"
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data.update(executed=st.executed, cached=st.cached, failed=st.failed, seconds=secs)
-    try:
-        f.write_text(json.dumps(data))
-    except OSError:
-        pass
 
 
 def _query(args: argparse.Namespace) -> ExitCode:

@@ -3,7 +3,6 @@ Python functions instead of processes, and workspace builders."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +53,3 @@ def write_workspace(root: Path, files: dict[str, str]) -> Path:
         p.write_text(textwrap.dedent(text).lstrip("\n"))
     return root
 
-
-def copy_env() -> dict[str, str]:
-    return dict(os.environ)
