@@ -157,3 +157,25 @@ def test_corrupt_blob_is_detected_on_restore(ws, tmp_path):
     out.unlink()
     r = session(ws, tmp_path, p).build([Label("", "a")])  # detected, dropped, rebuilt
     assert r.stats.executed == 1 and out.read_text() == "A"
+
+
+def test_two_builds_share_one_store(ws, tmp_path):
+    import threading
+
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(session(ws, tmp_path, Plugin()).build([Label("", "top")], materialize=False))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(r.stats.executed + r.stats.cached for r in results) == 12
+    r = session(ws, tmp_path, Plugin()).build([Label("", "top")])
+    assert r.stats.executed == 0 and r.outputs[Label("", "top")][0].read_text() == "TBAC"

@@ -126,3 +126,48 @@ def test_host_platform():
     from plugins import linux
 
     assert linux.hermetic_host_platform() == Platform("linux", linux._host().arch, linux._host().libc)
+
+
+GENRULE_WS = {"BUILD.toml": """
+    [workspace]
+    [gen]
+    rule = "genrule"
+    srcs = ["in.txt"]
+    outs = ["out.txt"]
+    cmd = 'tr a-z A-Z < $SRCS > $OUT/out.txt; pwd >> $OUT/out.txt'
+"""}
+
+
+@pytest.mark.parametrize("mode", ["auto", "none"])
+def test_genrule_in_each_sandbox_mode(tmp_path, mode):
+    from hermetic._session import Session
+    from hermetic.model import Label
+    from hermetic.testing import write_workspace
+
+    ws = write_workspace(tmp_path / "ws", {**GENRULE_WS, "in.txt": "hello\n"})
+    r = Session(ws, cache_dir=tmp_path / "c", sandbox=mode).build([Label("", "gen")])
+    text = r.outputs[Label("", "gen")][0].read_text().splitlines()
+    assert text[0] == "HELLO"
+    if mode == "auto":
+        assert text[1] == "/hermetic/work"  # a fixed path, whatever the host's
+    else:
+        assert text[1].startswith(str(tmp_path / "c"))
+    # the two modes never share results: the sandbox profile is in the key
+    r2 = Session(ws, cache_dir=tmp_path / "c", sandbox="none" if mode == "auto" else "auto").build(
+        [Label("", "gen")])
+    assert r2.stats.executed == 1
+
+
+def test_missing_bubblewrap_is_explained(tmp_path, monkeypatch):
+    from hermetic._session import Session
+    from hermetic.errors import SandboxError
+    from hermetic.model import Label
+    from hermetic.testing import write_workspace
+    from plugins import linux
+
+    monkeypatch.setattr(linux, "_which", lambda name: None if name == "bwrap" else shutil.which(name))
+    ws = write_workspace(tmp_path / "ws", {**GENRULE_WS, "in.txt": "x\n"})
+    with pytest.raises(SandboxError) as e:
+        Session(ws, cache_dir=tmp_path / "c").build([Label("", "gen")])
+    assert "apt-get install bubblewrap" in e.value.hint and "--sandbox=none" in e.value.hint
+    assert not list((tmp_path / "c" / "ac").rglob("*/*"))
