@@ -127,7 +127,7 @@ class LocalSandbox:
                 proc = subprocess.run(
                     list(request.argv), cwd=request.work, env=dict(request.env),
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    timeout=request.timeout, umask=UMASK, start_new_session=True,
+                    timeout=request.timeout, umask=UMASK,
                 )
             except subprocess.TimeoutExpired:
                 return Completed(-9, timed_out=True)

@@ -182,12 +182,14 @@ class BwrapSandbox:
         return argv + ["--", *request.argv]
 
     def run(self, request: SandboxRequest) -> Completed:
+        # Same process group as hermetic: Ctrl-C reaches bwrap, and
+        # --die-with-parent plus the pid namespace take the whole action down.
         log = open(request.log or os.devnull, "wb")
         with log:
             try:
                 proc = subprocess.run(self.command(request), stdin=subprocess.DEVNULL, stdout=log,
                                       stderr=subprocess.STDOUT, timeout=request.timeout, umask=0o022,
-                                      env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
+                                      env={"PATH": "/usr/bin:/bin"})
             except subprocess.TimeoutExpired:
                 return Completed(-9, timed_out=True)
         return Completed(proc.returncode)
