@@ -20,7 +20,7 @@ from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic.errors import ActionFailed, BuildFailed, CacheError, HermeticError
 from hermetic.model import Action, Artifact, Digest, sha256_json
-from hermetic.sandbox import Sandbox, SandboxRequest, base_environment
+from hermetic.sandbox import Sandbox, SandboxRequest, base_environment, terminate_all
 
 KEY_SCHEMA = 1
 HOSTILE = {"path-escape", "link-escape", "special-file", "bomb"}
@@ -314,45 +314,47 @@ class Executor:
             return max(1, min(a.cpus, self.jobs))
 
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            while ready or running:
-                stop = failures and not self.keep_going
-                while ready and not stop:
-                    a = by_id[ready[0]]
-                    if need(a) > free and running:
+            try:
+                while ready or running:
+                    stop = failures and not self.keep_going
+                    while ready and not stop:
+                        a = by_id[ready[0]]
+                        if need(a) > free and running:
+                            break
+                        ready.pop(0)
+                        free -= need(a)
+                        running[pool.submit(self._execute_one, a)] = (a.id, need(a))
+                    if not running:
                         break
-                    ready.pop(0)
-                    free -= need(a)
-                    running[pool.submit(self._execute_one, a)] = (a.id, need(a))
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    aid, slots = running.pop(fut)
-                    free += slots
-                    a = by_id[aid]
-                    try:
-                        ran = fut.result()
-                    except HermeticError as exc:
-                        failures.append(exc)
-                        failed.add(aid)
-                        self.report("action-failed", action=a, error=exc)
-                        self._block(aid, dependants, failed)
-                        continue
-                    except BaseException:
-                        for f in running:
-                            f.cancel()
-                        raise
-                    done_ids.add(aid)
-                    if ran:
-                        executed += 1
-                    else:
-                        cached += 1
-                    self.report("action-done", action=a, cached=not ran, done=len(done_ids), total=len(order))
-                    for nxt in dependants.get(aid, ()):
-                        waiting[nxt].discard(aid)
-                        if not waiting[nxt] and nxt not in failed:
-                            ready.append(nxt)
-                    ready.sort(key=rank.__getitem__)
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        aid, slots = running.pop(fut)
+                        free += slots
+                        a = by_id[aid]
+                        try:
+                            ran = fut.result()
+                        except HermeticError as exc:
+                            failures.append(exc)
+                            failed.add(aid)
+                            self.report("action-failed", action=a, error=exc)
+                            self._block(aid, dependants, failed)
+                            continue
+                        done_ids.add(aid)
+                        if ran:
+                            executed += 1
+                        else:
+                            cached += 1
+                        self.report("action-done", action=a, cached=not ran, done=len(done_ids), total=len(order))
+                        for nxt in dependants.get(aid, ()):
+                            waiting[nxt].discard(aid)
+                            if not waiting[nxt] and nxt not in failed:
+                                ready.append(nxt)
+                        ready.sort(key=rank.__getitem__)
+            except BaseException:  # Ctrl-C, or a bug: stop every running action now
+                terminate_all()
+                for f in running:
+                    f.cancel()
+                raise
         self.store.save_digests()
         stats = self.stats = BuildStats(executed, cached, len(failures),
                                         len(order) - len(done_ids) - len(failures), time.monotonic() - t0)

@@ -9,8 +9,10 @@ key, so results from a weaker sandbox are never mistaken for a stronger one's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, final
@@ -18,7 +20,7 @@ from typing import Any, Protocol, final
 import attrs
 
 __all__ = ["Completed", "Layout", "LocalSandbox", "Sandbox", "SandboxConfig", "SandboxRequest",
-           "base_environment"]
+           "base_environment", "run_process", "terminate_all"]
 
 
 @attrs.frozen
@@ -99,6 +101,42 @@ def base_environment(layout: Layout, source_date_epoch: int) -> dict[str, str]:
 
 UMASK = 0o022
 
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def run_process(argv: list[str], *, log: Path | None, timeout: float | None, cwd: Path | None = None,
+                env: Mapping[str, str] | None = None) -> Completed:
+    """Run one action's process, its output to *log*; :func:`terminate_all`
+    can stop it from another thread (an interrupted build)."""
+    with open(log or os.devnull, "wb") as out:
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, umask=UMASK)
+        except OSError as exc:
+            out.write(f"cannot start {argv[0]}: {exc}\n".encode())
+            return Completed(127)
+        with _running_lock:
+            _running.add(proc)
+        try:
+            return Completed(proc.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return Completed(-9, timed_out=True)
+        finally:
+            with _running_lock:
+                _running.discard(proc)
+
+
+def terminate_all() -> None:
+    """Kill every action process still running."""
+    with _running_lock:
+        procs = list(_running)
+    for p in procs:
+        with contextlib.suppress(OSError):
+            p.kill()
+
 
 @final
 class LocalSandbox:
@@ -121,17 +159,5 @@ class LocalSandbox:
         return Layout(str(i), str(o), str(w), str(home), str(tmp))
 
     def run(self, request: SandboxRequest) -> Completed:
-        log = open(request.log or os.devnull, "wb")
-        with log:
-            try:
-                proc = subprocess.run(
-                    list(request.argv), cwd=request.work, env=dict(request.env),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    timeout=request.timeout, umask=UMASK,
-                )
-            except subprocess.TimeoutExpired:
-                return Completed(-9, timed_out=True)
-            except OSError as exc:
-                log.write(f"cannot start {request.argv[0]}: {exc}\n".encode())
-                return Completed(127)
-        return Completed(proc.returncode)
+        return run_process(list(request.argv), log=request.log, timeout=request.timeout, cwd=request.work,
+                           env=request.env)

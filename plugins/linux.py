@@ -13,7 +13,7 @@ from typing import Any
 
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
-from hermetic.sandbox import Completed, Layout, SandboxConfig, SandboxRequest
+from hermetic.sandbox import Completed, Layout, SandboxConfig, SandboxRequest, run_process
 from hermetic.toolchain import file_sha256, probe_cached, run_probe
 
 _ARCH = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -184,15 +184,8 @@ class BwrapSandbox:
     def run(self, request: SandboxRequest) -> Completed:
         # Same process group as hermetic: Ctrl-C reaches bwrap, and
         # --die-with-parent plus the pid namespace take the whole action down.
-        log = open(request.log or os.devnull, "wb")
-        with log:
-            try:
-                proc = subprocess.run(self.command(request), stdin=subprocess.DEVNULL, stdout=log,
-                                      stderr=subprocess.STDOUT, timeout=request.timeout, umask=0o022,
-                                      env={"PATH": "/usr/bin:/bin"})
-            except subprocess.TimeoutExpired:
-                return Completed(-9, timed_out=True)
-        return Completed(proc.returncode)
+        return run_process(self.command(request), log=request.log, timeout=request.timeout,
+                           env={"PATH": "/usr/bin:/bin"})
 
 
 @hookimpl
