@@ -134,7 +134,15 @@ def _key(tmp_path: Path, name: str) -> tuple[Path, str, Path]:
 def keys(tmp_path):
     if not os.path.exists("/usr/bin/gpg"):
         pytest.skip("gpg is not installed")
-    return _key(tmp_path, "alice"), _key(tmp_path, "mallory")
+    made = []
+    try:
+        made.append(_key(tmp_path, "alice"))
+        made.append(_key(tmp_path, "mallory"))
+        yield made[0], made[1]
+    finally:
+        for home, _, _ in made:  # gpg started an agent per home: stop what we started
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True,
+                           env={"GNUPGHOME": str(home), "PATH": "/usr/bin:/bin"})
 
 
 def _signed_ws(tmp_path, good, signer, pinned):
