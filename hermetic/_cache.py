@@ -251,9 +251,11 @@ class Store:
     def _ac_path(self, key: str) -> Path:
         return self.ac / key[:2] / key
 
-    def get_action(self, key: str) -> dict[str, Any] | None:
+    def get_action(self, key: str, *, deep: bool = False) -> dict[str, Any] | None:
         """The stored result for *key*, or None. A damaged entry, or one whose
-        blobs are gone, is discarded."""
+        blobs are gone, is discarded. *deep* also checks every file of every
+        output tree (gc does; the no-op path checks tree manifests only and
+        re-hashes members when it uses them)."""
         p = self._ac_path(key)
         try:
             raw = p.read_bytes()
@@ -268,14 +270,29 @@ class Store:
             ok = False
         if ok:
             for out in payload["outputs"].values():
-                if not self.has_blob(Digest(out["hash"], out["size"])):
+                d = Digest(out["hash"], out["size"])
+                if not self.has_blob(d):
                     ok = False
                     break
+                if deep and out.get("tree"):
+                    try:
+                        members = self.tree_blobs(d)
+                    except (CacheError, ValueError, KeyError, TypeError):
+                        ok = False
+                        break
+                    if not all(self.has_blob(m) for m in members):
+                        ok = False
+                        break
         if not ok:
             with contextlib.suppress(OSError):
                 p.unlink()
             return None
         return payload  # type: ignore[no-any-return]
+
+    def drop_action(self, key: str) -> None:
+        if key:
+            with contextlib.suppress(OSError):
+                self._ac_path(key).unlink()
 
     def put_action(self, key: str, result: dict[str, Any]) -> None:
         payload = dict(result, key=key, version=AC_VERSION)
@@ -368,7 +385,7 @@ class Store:
             if removed:
                 for sub in self.ac.iterdir():
                     for f in sub.iterdir():
-                        if self.get_action(f.name) is None:
+                        if self.get_action(f.name, deep=True) is None:
                             dropped += 1
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp.mkdir(exist_ok=True)

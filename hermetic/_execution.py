@@ -101,6 +101,7 @@ class Executor:
         self.use_cache = use_cache
         self.entries: dict[str, Entry] = {}
         self.stats = BuildStats()
+        self.producer_keys: dict[str, str] = {}
         self.keys: dict[str, str] = {}
         self._profile = sandbox.profile()
         self._lock = threading.Lock()
@@ -141,7 +142,7 @@ class Executor:
         if self.use_cache:
             hit = self.store.get_action(key)
             if hit is not None and self._deliverable(hit["outputs"]):
-                self._record(action, hit["outputs"])
+                self._record(action, hit["outputs"], key)
                 return False
         self.report("action-start", action=action)
         handler = getattr(self, f"_run_{action.kind}")
@@ -150,7 +151,7 @@ class Executor:
                   "log": {"hash": log.hash, "size": log.size} if log else None, "mnemonic": action.mnemonic,
                   "owner": str(action.owner)}
         self.store.put_action(key, result)
-        self._record(action, result["outputs"])
+        self._record(action, result["outputs"], key)
         return True
 
     def _deliverable(self, outputs: dict[str, Any]) -> bool:
@@ -164,10 +165,11 @@ class Executor:
                     return False
         return True
 
-    def _record(self, action: Action, outputs: dict[str, Any]) -> None:
+    def _record(self, action: Action, outputs: dict[str, Any], key: str) -> None:
         with self._lock:
             for p, e in outputs.items():
                 self.entries[p] = Entry.from_json(e)
+                self.producer_keys[p] = key
 
     def _run_write(self, action: Action) -> tuple[dict[str, Entry], None]:
         out = action.outputs[0]
@@ -212,7 +214,13 @@ class Executor:
         e = self._entry(art)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if e.tree:
-            self.store.materialize_tree(e.digest, dest, verify=True)
+            try:
+                self.store.materialize_tree(e.digest, dest, verify=True)
+            except CacheError as exc:
+                # the tree's result is unusable: drop it so the next build re-creates it
+                self.store.drop_action(self.producer_keys.get(art.path, ""))
+                raise CacheError(f"input {art.path}: {exc}", hint="build again: the damaged result was "
+                                 "discarded and will be rebuilt", reason=exc.reason) from exc
             return
         if art.path in self.sources and not self.store.has_blob(e.digest):
             # a source file: stored first, so what runs is what was hashed

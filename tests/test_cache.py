@@ -78,3 +78,17 @@ def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
         s.put_bytes(b"data")
     assert e.value.reason == "disk-full"
     assert not any(p.is_file() for p in s.cas.rglob("*"))
+
+
+def test_gc_drops_results_whose_tree_lost_a_member(tmp_path):
+    s = Store(tmp_path / "c")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"a" * 1000)
+    (tree / "b").write_bytes(b"b" * 10)
+    d = s.put_tree(tree)
+    s.put_action("d" * 64, {"outputs": {"o": {"hash": d.hash, "size": d.size, "tree": True}}})
+    big = s.blob_path(Digest.of_bytes(b"a" * 1000).hash)
+    os.utime(big, (1, 1))  # the oldest: evicted first, the manifest survives
+    res = s.gc(800)
+    assert res["results_dropped"] == 1 and s.get_action("d" * 64) is None
