@@ -42,7 +42,7 @@ def _clean(name: str, strip: str, archive: str) -> str | None:
     return "/".join(parts) if parts else None
 
 
-def _check_link_target(rel: str, target: str, archive: str) -> None:
+def check_link_target(rel: str, target: str, archive: str) -> None:
     if target.startswith("/"):
         raise ArchiveError(f"{archive}: link {rel!r} -> {target!r} points outside the tree",
                            reason="link-escape")
@@ -104,7 +104,7 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
                     shutil.copyfileobj(src, out, 1 << 20)
                 os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
             elif m.issym():
-                _check_link_target(rel, m.linkname, label)
+                check_link_target(rel, m.linkname, label)
                 links.append((rel, m.linkname, False))
             elif m.islnk():
                 lrel = _clean(m.linkname, strip, label)
@@ -139,7 +139,7 @@ def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int)
                     continue
                 if mode and (mode & 0o170000) == 0o120000:
                     link = zf.read(info).decode()
-                    _check_link_target(rel, link, label)
+                    check_link_target(rel, link, label)
                     links.append((rel, link, False))
                     continue
                 if mode and (mode & 0o170000) not in (0, 0o100000):

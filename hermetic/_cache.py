@@ -33,7 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hermetic.errors import ArchiveError, CacheError
+from hermetic._archive import check_link_target
+from hermetic.errors import CacheError
 from hermetic.model import Digest, canonical_json
 
 _CHUNK = 1 << 20
@@ -395,8 +396,5 @@ class Store:
 
 def _check_link(root: Path, full: str, rel: str) -> str:
     target = os.readlink(full)
-    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-    if os.path.isabs(target) or resolved.startswith(".."):
-        raise ArchiveError(f"{rel}: symlink to {target} points outside its tree",
-                           reason="link-escape")
+    check_link_target(rel, target, str(root))
     return target

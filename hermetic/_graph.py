@@ -57,7 +57,7 @@ class ActionGraph:
                     self.g.add_edge(p.id, a.id)
         if not nx.is_directed_acyclic_graph(self.g):
             cyc = nx.find_cycle(self.g)
-            raise CycleError("action cycle: " + " -> ".join(u for u, _ in cycle_path(cyc)))
+            raise CycleError("action cycle: " + " -> ".join(u for u, _ in [*cyc, cyc[0]]))
 
     def closure(self, goals: Iterable[Artifact]) -> list[Action]:
         """The actions needed for *goals*, in a deterministic topological order."""
@@ -96,6 +96,3 @@ class ActionGraph:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-
-def cycle_path(cycle: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    return cycle + [cycle[0]]

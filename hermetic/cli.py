@@ -76,15 +76,12 @@ class Renderer:
 
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
-        self.total = 0
         self.lock = threading.Lock()
         self.started: dict[str, float] = {}
 
     def __call__(self, event: str, **data: Any) -> None:
         with self.lock:
-            if event == "build-start":
-                self.total = data["total"]
-            elif event == "action-start":
+            if event == "action-start":
                 a = data["action"]
                 self.started[a.id] = time.monotonic()
                 self._line(f"[start] {a.mnemonic} {a.owner}")
