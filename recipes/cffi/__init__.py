@@ -70,7 +70,7 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     script = "\n".join([
         "set -eu",
         'so="$1"; out="$2"',
-        'nm -D --defined-only "$so" | awk \'{{print $NF}}\' | sort > exported',
+        'nm -D --defined-only "$so" | awk \'{print $NF}\' | sort > exported',
         f'if grep -v -x "PyInit_{leaf}" exported >/dev/null; then',
         '  echo "exported symbols other than PyInit_:"; grep -v -x "PyInit_' + leaf + '" exported | head -20; exit 1',
         "fi",
