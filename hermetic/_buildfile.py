@@ -9,7 +9,9 @@ attributes.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,30 @@ class TargetDecl:
 class WorkspaceConfig:
     source_date_epoch: int = 315532800  # 1980-01-01, the earliest a zip can say
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+def _source_date_epoch(table: dict[str, Any], root: Path, where: Location) -> int:
+    """The workspace's SOURCE_DATE_EPOCH: a pinned integer, or ``"git"`` for
+    the committer time of the repository's last commit. Never the clock."""
+    value = table.get("source_date_epoch", 315532800)
+    if value == "git":
+        try:
+            out = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(root), "log", "-1", "--format=%ct"], capture_output=True,
+                                 text=True, check=False, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                                              "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"})
+        except OSError as exc:
+            raise BuildFileError(f'source_date_epoch = "git" needs git: {exc}', where=where, reason="bad-value",
+                                 hint="install git, or pin an integer (Unix time)") from exc
+        text = out.stdout.strip()
+        if out.returncode != 0 or not text.isdigit():
+            raise BuildFileError(f'source_date_epoch = "git" but {root} has no commit to take it from '
+                                 f"({out.stderr.strip() or 'empty history'})", where=where, reason="bad-value",
+                                 hint="commit first, or pin an integer (Unix time)")
+        return int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise BuildFileError(f"source_date_epoch must be a Unix time (integer) or \"git\", not {value!r}",
+                             where=where, reason="bad-value")
+    return value
 
 
 def _unquote(key: str) -> str:
@@ -121,10 +147,11 @@ class Workspace:
             line, attr_lines = lines.get(key, (None, {}))
             where = Location(shown, line)
             if key == "workspace" and root_file:
+                sde_where = Location(shown, attr_lines.get("source_date_epoch", line))
                 try:
-                    self.config = WorkspaceConfig(int(table.get("source_date_epoch", 315532800)), table)
-                except (TypeError, ValueError):
-                    problems.append(BuildFileError("source_date_epoch must be an integer", where=where))
+                    self.config = WorkspaceConfig(_source_date_epoch(table, self.root, sde_where), table)
+                except BuildFileError as exc:
+                    problems.append(exc)
                 continue
             if not isinstance(table, dict):
                 problems.append(BuildFileError(f'"{key}" must be a table ([{key}]) describing a target',

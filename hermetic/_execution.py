@@ -20,7 +20,7 @@ from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic.errors import ActionFailed, BuildFailed, CacheError, HermeticError
 from hermetic.model import Action, Artifact, Digest, sha256_json
-from hermetic.sandbox import Sandbox, SandboxRequest, base_environment, terminate_all
+from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environment, shuffled_view, terminate_all
 
 KEY_SCHEMA = 1
 HOSTILE = {"path-escape", "link-escape", "special-file", "bomb"}
@@ -88,7 +88,7 @@ class Executor:
     def __init__(self, *, store: Store, sandbox: Sandbox, fetcher: FetchResolver, sources: dict[str, Path],
                  jobs: int, keep_going: bool = False, source_date_epoch: int = 315532800,
                  report: Report | None = None, use_cache: bool = True,
-                 goals: Sequence[Artifact] = ()) -> None:
+                 goals: Sequence[Artifact] = (), variation: Variation | None = None) -> None:
         self.goals = {a.path for a in goals}
         self.store = store
         self.sandbox = sandbox
@@ -99,6 +99,7 @@ class Executor:
         self.sde = source_date_epoch
         self.report = report or (lambda *a, **k: None)
         self.use_cache = use_cache
+        self.variation = variation
         self.entries: dict[str, Entry] = {}
         self.stats = BuildStats()
         self.producer_keys: dict[str, str] = {}
@@ -246,52 +247,68 @@ class Executor:
             link = self.sandbox.name != "none"
             for art in action.inputs:
                 self._materialize_input(art, dirs[0] / art.path, link)
-            layout = self.sandbox.layout(dirs)
-            argv = []
-            for a in action.params["argv"]:
-                if isinstance(a, dict):
-                    if "in" in a:
-                        argv.append(f"{layout.inputs}/{a['in']}")
-                    elif "out" in a:
-                        argv.append(f"{layout.outputs}/{a['out']}" if a["out"] else layout.outputs)
-                    else:
-                        argv.append(f"{layout.work}/{a['work']}" if a["work"] else layout.work)
-                else:
-                    argv.append(a)
-            env = base_environment(layout, self.sde)
-            env.update(action.params["env"])
-            env["HERMETIC_JOBS"] = str(min(action.cpus, self.jobs))  # volatile: not in the key
-            mounts = sorted({m for t in action.toolchains for m in t.mounts})
-            log = staging / "log"
-            t0 = time.monotonic()
-            done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
-                                                   tuple(mounts), log))
-            secs = time.monotonic() - t0
-            if done.exit_code != 0:
-                raise ActionFailed(
-                    "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
-                    action=action.describe(), command=_shell_join(argv), exit_code=done.exit_code,
-                    output_tail=_tail(log), hint="see the command and output above",
-                    reason="action-failed")
-            outputs: dict[str, Entry] = {}
-            prefix = "/".join(p for p in ("out", action.owner.package, action.owner.name) if p) + "/"
-            for out in action.outputs:
-                host = dirs[1] / out.path[len(prefix):]
-                if out.is_tree:
-                    if not host.is_dir() or host.is_symlink():
-                        raise self._missing(action, out, argv, log)
-                    d = self.store.put_tree(host, move=True)
-                    outputs[out.path] = Entry(d.hash, d.size, True)
-                else:
-                    if not host.is_file() or host.is_symlink():
-                        raise self._missing(action, out, argv, log)
-                    x = os.access(host, os.X_OK)
-                    d = self.store.put_file(host, move=True)
-                    outputs[out.path] = Entry(d.hash, d.size, False, x)
-            logd = self.store.put_file(log, move=True) if log.exists() else None
-            return outputs, logd
+            for tc in action.toolchains:
+                for name, script in tc.wrappers.items():
+                    w = dirs[0] / tc.bin_dir / tc.wrapper_name(name)
+                    w.parent.mkdir(parents=True, exist_ok=True)
+                    w.write_text(script)
+                    w.chmod(0o555)
+            with shuffled_view(dirs[0], enabled=bool(self.variation and self.variation.shuffle_dirs)) as view:
+                return self._run_in(action, staging, (view, dirs[1], dirs[2]))
         finally:
             _rmtree(staging)
+
+    def _run_in(self, action: Action, staging: Path,
+                dirs: tuple[Path, Path, Path]) -> tuple[dict[str, Entry], Digest | None]:
+        v = self.variation
+        layout = self.sandbox.layout(dirs, v)
+        argv = []
+        for a in action.params["argv"]:
+            if isinstance(a, dict):
+                if "in" in a:
+                    argv.append(f"{layout.inputs}/{a['in']}")
+                elif "out" in a:
+                    argv.append(f"{layout.outputs}/{a['out']}" if a["out"] else layout.outputs)
+                else:
+                    argv.append(f"{layout.work}/{a['work']}" if a["work"] else layout.work)
+            else:
+                argv.append(a)
+        env = base_environment(layout, self.sde, v)
+        env.update(action.params["env"])
+        bins = [f"{layout.inputs}/{tc.bin_dir}" for tc in action.toolchains if tc.wrappers]
+        if bins:
+            env["PATH"] = ":".join([*bins, env["PATH"]])
+        # volatile: not in the key
+        env["HERMETIC_JOBS"] = str(v.jobs if v else min(action.cpus, self.jobs))
+        mounts = sorted({m for t in action.toolchains for m in t.mounts})
+        log = staging / "log"
+        t0 = time.monotonic()
+        done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
+                                               tuple(mounts), log, variation=v))
+        secs = time.monotonic() - t0
+        if done.exit_code != 0:
+            raise ActionFailed(
+                "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
+                action=action.describe(), command=_shell_join(argv), exit_code=done.exit_code,
+                output_tail=_tail(log), hint="see the command and output above",
+                reason="action-failed")
+        outputs: dict[str, Entry] = {}
+        prefix = "/".join(p for p in ("out", action.owner.package, action.owner.name) if p) + "/"
+        for out in action.outputs:
+            host = dirs[1] / out.path[len(prefix):]
+            if out.is_tree:
+                if not host.is_dir() or host.is_symlink():
+                    raise self._missing(action, out, argv, log)
+                d = self.store.put_tree(host, move=True)
+                outputs[out.path] = Entry(d.hash, d.size, True)
+            else:
+                if not host.is_file() or host.is_symlink():
+                    raise self._missing(action, out, argv, log)
+                x = os.access(host, os.X_OK)
+                d = self.store.put_file(host, move=True)
+                outputs[out.path] = Entry(d.hash, d.size, False, x)
+        logd = self.store.put_file(log, move=True) if log.exists() else None
+        return outputs, logd
 
     def _missing(self, action: Action, out: Artifact, argv: list[str], log: Path) -> ActionFailed:
         return ActionFailed(f"did not produce its declared output {out.path}", action=action.describe(),

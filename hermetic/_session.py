@@ -125,6 +125,55 @@ class Session:
         self.executor = ex
         return BuildResult(outputs, stats, self.output_dir)
 
+    def verify(self, labels: Sequence[Label], *, against_cache: bool = False, disabled: Sequence[str] = (),
+               diff_tool: str = "auto") -> Any:
+        """Build *labels* (cache allowed), then rebuild every action of the
+        closure without the cache and compare; see :mod:`hermetic._verify`."""
+        from hermetic._verify import Verifier, VerifyReport, conditions, variation_for
+
+        analysis, graph = self.analyze(labels)
+        goals = [a for files in analysis.top.values() for a in files]
+        order = graph.closure(goals)
+        registry = FetcherRegistry()
+        self.hooks.register_fetchers(registry)
+        store = self.store
+        sandbox = self.sandbox()
+        ran: set[str] = set()
+
+        def track(event: str, **data: Any) -> None:
+            if event == "action-done" and not data["cached"]:
+                ran.add(data["action"].id)
+            self.report(event, **data)
+
+        with store.locked():
+            fetcher = FetchResolver(store, registry, self.distdirs, report=self.report)
+            common = dict(store=store, sandbox=sandbox, fetcher=fetcher, sources=analysis.sources,
+                          jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch)
+            ref = Executor(**common, report=track, goals=goals)  # type: ignore[arg-type]
+            self.report("build-start", total=len(order), targets=labels)
+            try:
+                ref.execute(order, graph.deps)
+            finally:
+                self._save_stats(ref, order)
+            if against_cache:
+                variation, applied, skipped = None, {}, {}
+            else:
+                variation = variation_for(self.jobs, disabled)
+                applied, skipped = conditions(variation, sandbox, disabled)
+            rebuild = Executor(**common, use_cache=False, variation=variation)  # type: ignore[arg-type]
+            verifier = Verifier(reference=ref, rebuild=rebuild, store=store, ran=ran, report=self.report,
+                                diff_tool=diff_tool)
+            self.report("verify-begin", total=len(order), applied=applied, skipped=skipped,
+                        against_cache=against_cache)
+            verdicts = verifier.run(order, against_cache=against_cache)
+            report = VerifyReport("against-cache" if against_cache else "vary", [str(t) for t in labels],
+                                  applied, skipped, verdicts)
+            first = next((v for v in verdicts if v.status == "differs"), None)
+            if first is not None:
+                report.first_difference = verifier.explain(first)
+            store.save_digests()
+        return report
+
     def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
         st = ex.stats
         data = {"time": time.time(), "actions": len(order), "executed": st.executed, "cached": st.cached,

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     BAD_INPUT = 3
     ENVIRONMENT = 4
+    NOT_REPRODUCIBLE = 5
     INTERRUPTED = 130
 
 
@@ -51,6 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--distdir", type=Path, action="append", default=[],
                    help="a directory of pinned downloads to use before any mirror or URL")
     b.add_argument("-v", "--verbose", action="store_true", help="also list actions served from the cache")
+
+    v = sub.add_parser("verify", help="rebuild without the cache, under varied conditions, and compare",
+                       description="Build TARGET (cache allowed), then rebuild every action of its closure "
+                       "without the cache from the same inputs and compare outputs byte for byte. By "
+                       "default the rebuild varies what an action could observe (build root, uid/gid, umask, "
+                       "locale, timezone, hostname, wall clock, directory order, -j). Exit status: 0 all "
+                       "reproducible, 5 some action is not, 1 the build itself failed.")
+    v.add_argument("targets", nargs="+", metavar="TARGET")
+    v.add_argument("--against-cache", action="store_true",
+                   help="compare a plain local rebuild with the results the cache holds (like guix challenge)")
+    v.add_argument("--no-vary", action="append", default=[], metavar="NAME",
+                   choices=["root", "uid", "gid", "umask", "timezone", "locale", "hostname", "clock_offset",
+                            "jobs", "shuffle_dirs"], help="keep this condition as in a normal build (repeatable)")
+    v.add_argument("--diff-tool", choices=["auto", "diffoscope", "builtin"], default="auto",
+                   help="how to show a difference (auto: diffoscope when installed)")
+    v.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    v.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs of the first build")
+    v.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
+    v.add_argument("--distdir", type=Path, action="append", default=[])
 
     q = sub.add_parser("query", help="inspect the target graph")
     q.add_argument("what", choices=["deps", "rdeps", "targets"])
@@ -97,9 +117,34 @@ class Renderer:
                 self._line(f"[failed] {data['action'].mnemonic} {data['action'].owner}")
             elif event == "note":
                 self._line(f"note: {data['message']}")
+            elif event == "verify-begin":
+                if data["against_cache"]:
+                    self._line(f"verify: rebuilding {data['total']} actions locally to challenge the cached results")
+                else:
+                    shown = ", ".join(f"{_VARIED_NAMES.get(k, k)} {v}" for k, v in data["applied"].items())
+                    self._line(f"verify: rebuilding {data['total']} actions without the cache; varied: {shown}")
+                    for k, why in data["skipped"].items():
+                        self._line(f"verify: not varied: {_VARIED_NAMES.get(k, k)}: {why}")
+            elif event == "verify-start":
+                a = data["action"]
+                self._line(f"[{data['index']}/{data['total']}] rebuild {a.mnemonic} {a.owner}")
+            elif event == "verify-done":
+                v = data["verdict"]
+                a = v.action
+                status = v.status.upper() if v.status in ("differs", "failed") else v.status
+                secs = f" ({v.seconds:.1f}s)" if v.seconds else ""
+                self._line(f"[{data['index']}/{data['total']}] {status:<13} {a.mnemonic} {a.owner}{secs}")
+                if v.status == "failed":
+                    for line in v.error.splitlines()[-20:]:
+                        self._line(f"    {line}")
 
     def _line(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
+
+
+_VARIED_NAMES = {"root": "build root", "uid": "uid", "gid": "gid", "umask": "umask", "timezone": "TZ",
+                 "locale": "locale", "hostname": "hostname", "clock_offset": "clock", "jobs": "-j",
+                 "shuffle_dirs": "directory order"}
 
 
 def _print_error(exc: BaseException) -> None:
@@ -150,6 +195,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _build(args)
     if args.command == "query":
         return _query(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "graph":
         s = _session(args)
         analysis, graph = s.analyze(s.parse_labels([args.target]))
@@ -203,6 +250,34 @@ def _build(args: argparse.Namespace) -> ExitCode:
             shown = os.path.relpath(p, cwd) if p.is_relative_to(cwd) else str(p)
             print(f"{label}: {shown}")
     return ExitCode.OK
+
+
+def _verify(args: argparse.Namespace) -> ExitCode:
+    s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=Renderer())
+    report = s.verify(s.parse_labels(args.targets), against_cache=args.against_cache, disabled=args.no_vary,
+                      diff_tool=args.diff_tool)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    counts = report.to_json()["counts"]
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    bad = [v for v in report.verdicts if v.status in ("differs", "failed")]
+    out = sys.stderr if args.json else sys.stdout
+    if not bad:
+        print(f"hermetic verify: reproducible: {len(report.verdicts)} actions ({summary})", file=out)
+        return ExitCode.OK
+    print(f"hermetic verify: NOT reproducible: {summary}", file=out)
+    for v in bad:
+        print(f"  {v.status}: {v.action.mnemonic} {v.action.owner}", file=out)
+    first = report.first_difference
+    if first:
+        print(f"first difference (in graph order): {first['action']}", file=out)
+        for f in first["files"]:
+            print(f"  {f['path']}: {f['change']}", file=out)
+        if first["diff"]:
+            print(f"how they differ ({first['tool']}):", file=out)
+            for line in first["diff"].splitlines():
+                print(f"  {line}", file=out)
+    return ExitCode.NOT_REPRODUCIBLE
 
 
 def _query(args: argparse.Namespace) -> ExitCode:

@@ -178,6 +178,13 @@ class Toolchain:
     directories a sandbox must make visible (read-only) for them to run;
     ``identity`` is everything that identifies the tools' behaviour (binary
     digests, versions); ``info`` holds facts rules may use (tags, include dirs).
+
+    ``wrappers`` maps tool names to small scripts that stand in for them: the
+    engine writes them into each action's input root, puts their directory
+    first on ``PATH``, and :meth:`tool` names the wrapper instead of the
+    binary, so a command line records ``gcc``, never a host path. Wrappers
+    are how a toolchain imposes flags (prefix maps, deterministic archives)
+    without rules knowing, and they are part of the fingerprint.
     """
 
     kind: str
@@ -186,16 +193,32 @@ class Toolchain:
     mounts: tuple[str, ...] = attrs.field(converter=tuple, default=())
     info: dict[str, Any] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
     hermetic: bool = False
+    wrappers: dict[str, str] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
+
+    BIN: ClassVar[str] = ".toolchains"
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
 
     @property
     def fingerprint(self) -> str:
-        return sha256_json(
-            {"kind": self.kind, "tools": self.tools, "identity": self.identity,
-             "hermetic": self.hermetic}
-        )
+        data: dict[str, Any] = {"kind": self.kind, "tools": self.tools, "identity": self.identity,
+                                "hermetic": self.hermetic}
+        if self.wrappers:
+            data["wrappers"] = self.wrappers
+        return sha256_json(data)
+
+    @property
+    def bin_dir(self) -> str:
+        """Where the wrappers live, relative to the action's input root."""
+        return f"{self.BIN}/{self.kind}/bin"
+
+    def wrapper_name(self, name: str) -> str:
+        return self.tools[name].rsplit("/", 1)[-1]
 
     def tool(self, name: str) -> str:
+        """How a command should invoke tool *name*: the wrapper's bare name
+        (found on ``PATH``) when there is one, else the binary's path."""
+        if name in self.wrappers:
+            return self.wrapper_name(name)
         return self.tools[name]

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, final
 
 import attrs
 
-__all__ = ["Completed", "Layout", "LocalSandbox", "Sandbox", "SandboxConfig", "SandboxRequest",
-           "base_environment", "run_process", "terminate_all"]
+__all__ = ["Completed", "Layout", "LocalSandbox", "Sandbox", "SandboxConfig", "SandboxRequest", "Variation",
+           "base_environment", "can_shuffle_dirs", "faketime_environment", "run_process", "shuffled_view",
+           "terminate_all"]
 
 
 @attrs.frozen
@@ -28,6 +31,26 @@ class SandboxConfig:
     """What the user asked for: ``mode`` is "auto", "bwrap" or "none"."""
 
     mode: str = "auto"
+
+
+@attrs.frozen
+class Variation:
+    """Conditions ``hermetic verify`` changes for its rebuild, to show that no
+    output depends on them (the reprotest idea). The engine applies the
+    environment, umask, job count and directory order; a sandbox applies what
+    only it can (build root, uid/gid, hostname, clock) and lists those names
+    in its ``varies`` attribute."""
+
+    root: str = "/build/hermetic-verify"
+    uid: int = 2357
+    gid: int = 2357
+    umask: int = 0o077
+    timezone: str = "<+14>-14"
+    locale: str = "C.UTF-8"
+    hostname: str = "verify-host"
+    clock_offset: str = "+397d"
+    jobs: int = 3
+    shuffle_dirs: bool = True
 
 
 @attrs.frozen
@@ -55,6 +78,7 @@ class SandboxRequest:
     mounts: tuple[str, ...] = ()
     log: Path | None = None
     timeout: float | None = None
+    variation: Variation | None = None
 
 
 @attrs.frozen
@@ -67,12 +91,14 @@ class Sandbox(Protocol):
     """How actions are isolated on one host."""
 
     name: str
+    #: the :class:`Variation` fields this sandbox applies itself (optional)
+    varies: frozenset[str]
 
     def profile(self) -> dict[str, Any]:
         """What this sandbox enforces, as canonical data (part of action keys)."""
         ...
 
-    def layout(self, req_dirs: tuple[Path, Path, Path]) -> Layout:
+    def layout(self, req_dirs: tuple[Path, Path, Path], variation: Variation | None = None) -> Layout:
         """Where inputs/outputs/work appear to the command."""
         ...
 
@@ -81,9 +107,10 @@ class Sandbox(Protocol):
         ...
 
 
-def base_environment(layout: Layout, source_date_epoch: int) -> dict[str, str]:
-    """The fixed environment every action starts from."""
-    return {
+def base_environment(layout: Layout, source_date_epoch: int, variation: Variation | None = None) -> dict[str, str]:
+    """The fixed environment every action starts from (with ``verify``'s
+    changes, when given a variation)."""
+    env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": layout.home,
         "TMPDIR": layout.tmp,
@@ -97,22 +124,77 @@ def base_environment(layout: Layout, source_date_epoch: int) -> dict[str, str]:
         "OUT": layout.outputs,
         "WORK": layout.work,
     }
+    if variation is not None:
+        env.update(TZ=variation.timezone, LC_ALL=variation.locale, LANG=variation.locale)
+    return env
+
+
+def faketime_environment(offset: str) -> dict[str, str]:
+    """Environment that shifts the wall clock a process sees by *offset*
+    (libfaketime, ``+397d``); empty when libfaketime is not installed. File
+    timestamps and the monotonic clock stay real, so make still works."""
+    for lib in sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1")):
+        return {"LD_PRELOAD": str(lib), "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
+    return {}
 
 
 UMASK = 0o022
+
+
+@contextlib.contextmanager
+def shuffled_view(path: Path, *, enabled: bool) -> Iterator[Path]:
+    """*path* seen through disorderfs, which lists every directory in a
+    random order (and pads st_blocks), so a command that depends on
+    directory order shows it; *path* itself when not *enabled* or when
+    disorderfs (FUSE) is not available here."""
+    if not enabled or shutil.which("disorderfs") is None or not os.path.exists("/dev/fuse"):
+        yield path
+        return
+    mnt = path.with_name(path.name + ".shuffled")
+    mnt.mkdir()
+    argv = ["disorderfs", "--quiet", "--shuffle-dirents=yes"]
+    if os.geteuid() == 0:
+        argv.append("--multi-user=yes")
+    done = subprocess.run([*argv, str(path), str(mnt)], stdin=subprocess.DEVNULL, capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        mnt.rmdir()
+        from hermetic.errors import SandboxError
+
+        raise SandboxError(f"disorderfs could not mount {path}: {done.stderr.decode(errors='replace').strip()}",
+                           hint="verify with --no-shuffle-dirs, or make FUSE usable here", reason="sandbox")
+    try:
+        yield mnt
+    finally:
+        for _ in range(50):
+            if subprocess.run(["fusermount", "-u", "-q", str(mnt)], capture_output=True,
+                              check=False).returncode == 0:
+                break
+            time.sleep(0.1)  # still busy: the action's processes are exiting
+        with contextlib.suppress(OSError):
+            mnt.rmdir()
+
+
+def can_shuffle_dirs() -> str | None:
+    """None if :func:`shuffled_view` works here, else why not."""
+    if shutil.which("disorderfs") is None:
+        return "disorderfs is not installed (apt-get install disorderfs)"
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse"
+    return None
 
 _running: set[subprocess.Popen[bytes]] = set()
 _running_lock = threading.Lock()
 
 
 def run_process(argv: list[str], *, log: Path | None, timeout: float | None, cwd: Path | None = None,
-                env: Mapping[str, str] | None = None) -> Completed:
+                env: Mapping[str, str] | None = None, umask: int = UMASK) -> Completed:
     """Run one action's process, its output to *log*; :func:`terminate_all`
     can stop it from another thread (an interrupted build)."""
     with open(log or os.devnull, "wb") as out:
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, umask=UMASK)
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, umask=umask)
         except OSError as exc:
             out.write(f"cannot start {argv[0]}: {exc}\n".encode())
             return Completed(127)
@@ -146,11 +228,12 @@ class LocalSandbox:
     its results never satisfy a sandboxed build's cache lookup."""
 
     name = "none"
+    varies = frozenset({"clock_offset"})
 
     def profile(self) -> dict[str, Any]:
         return {"name": "none", "enforces": ["clear-env", "private-dirs", "umask"]}
 
-    def layout(self, req_dirs: tuple[Path, Path, Path]) -> Layout:
+    def layout(self, req_dirs: tuple[Path, Path, Path], variation: Variation | None = None) -> Layout:
         i, o, w = req_dirs
         home = w / ".home"
         home.mkdir(exist_ok=True)
@@ -159,5 +242,9 @@ class LocalSandbox:
         return Layout(str(i), str(o), str(w), str(home), str(tmp))
 
     def run(self, request: SandboxRequest) -> Completed:
+        env = dict(request.env)
+        v = request.variation
+        if v is not None:
+            env.update(faketime_environment(v.clock_offset))
         return run_process(list(request.argv), log=request.log, timeout=request.timeout, cwd=request.work,
-                           env=request.env)
+                           env=env, umask=v.umask if v else UMASK)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hermetic.sandbox import Completed, Layout, SandboxRequest
+from hermetic.sandbox import Completed, Layout, SandboxRequest, Variation
 
 __all__ = ["FakeSandbox", "write_workspace"]
 
@@ -22,6 +22,7 @@ class FakeSandbox:
     and returns an exit code. Every call is recorded in ``runs``."""
 
     name = "fake"
+    varies: frozenset[str] = frozenset()
 
     def __init__(self, programs: dict[str, Program] | None = None) -> None:
         self.programs = dict(programs or {})
@@ -30,7 +31,7 @@ class FakeSandbox:
     def profile(self) -> dict[str, Any]:
         return {"name": "fake", "enforces": []}
 
-    def layout(self, req_dirs: tuple[Path, Path, Path]) -> Layout:
+    def layout(self, req_dirs: tuple[Path, Path, Path], variation: Variation | None = None) -> Layout:
         i, o, w = req_dirs
         return Layout(str(i), str(o), str(w), str(w), str(w))
 

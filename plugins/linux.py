@@ -13,7 +13,8 @@ from typing import Any
 
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
-from hermetic.sandbox import Completed, Layout, SandboxConfig, SandboxRequest, run_process
+from hermetic.sandbox import (UMASK, Completed, Layout, SandboxConfig, SandboxRequest, Variation,
+                              faketime_environment, run_process)
 from hermetic.toolchain import file_sha256, probe_cached, run_probe
 
 _ARCH = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -79,7 +80,42 @@ def _gcc() -> Toolchain | None:
         return {"identity": identity, "triple": identity["machine:cc"]}
 
     data = probe_cached("linux-gcc", real, probe)
-    return Toolchain("cc", tools, data["identity"], mounts=(), info={"triple": data["triple"], "family": "gcc"})
+    return Toolchain("cc", tools, data["identity"], mounts=(), info={"triple": data["triple"], "family": "gcc"},
+                     wrappers=_gcc_wrappers(tools))
+
+
+# The compiler wrapper maps the action's directories (wherever the sandbox put
+# them) to relative paths in __FILE__, debug info and .file symbols. It is a
+# wrapper, not CFLAGS, so OpenSSL's recorded "compiler:" line stays free of it.
+_CC_WRAPPER = """#!/bin/sh
+# hermetic: {name} with the action's directories mapped away
+exec {path} ${{IN:+"-ffile-prefix-map=$IN/="}} ${{WORK:+"-ffile-prefix-map=$WORK/="}} \
+  ${{OUT:+"-ffile-prefix-map=$OUT/="}} "$@"
+"""
+
+# ar: add the D modifier (zero timestamps, uids, gids; mode 644) to the
+# operation letters, so archives are deterministic whatever binutils defaults to.
+_AR_WRAPPER = """#!/bin/sh
+# hermetic: deterministic {name}
+case "$1" in
+  -*[!a-zA-Z]*|*U*) ;;
+  -[a-zA-Z]*|[a-zA-Z]*) op="$1"; shift; set -- "${{op}}D" "$@" ;;
+esac
+exec {path} "$@"
+"""
+
+_RANLIB_WRAPPER = """#!/bin/sh
+# hermetic: deterministic {name}
+exec {path} -D "$@"
+"""
+
+
+def _gcc_wrappers(tools: dict[str, str]) -> dict[str, str]:
+    wrappers = {}
+    for name, template in (("cc", _CC_WRAPPER), ("ar", _AR_WRAPPER), ("ranlib", _RANLIB_WRAPPER)):
+        if name in tools:
+            wrappers[name] = template.format(name=Path(tools[name]).name, path=tools[name])
+    return wrappers
 
 
 # -- python --------------------------------------------------------------------
@@ -145,6 +181,7 @@ class BwrapSandbox:
     dies with the action."""
 
     name = "bwrap"
+    varies = frozenset({"root", "uid", "gid", "hostname", "clock_offset"})
 
     def __init__(self, bwrap: str, version: str) -> None:
         self.bwrap = bwrap
@@ -156,13 +193,21 @@ class BwrapSandbox:
                              "no-home", "pid-namespace", "kill-on-exit", "umask", "hostname"],
                 "system": list(_SYSTEM_DIRS) + ["/usr"] + list(_ETC)}
 
-    def layout(self, req_dirs: tuple[Path, Path, Path]) -> Layout:
-        return Layout(f"{ROOT}/in", f"{ROOT}/out", f"{ROOT}/work", f"{ROOT}/home", "/tmp")
+    def layout(self, req_dirs: tuple[Path, Path, Path], variation: Variation | None = None) -> Layout:
+        root = variation.root if variation else ROOT
+        return Layout(f"{root}/in", f"{root}/out", f"{root}/work", f"{root}/home", "/tmp")
 
     def command(self, request: SandboxRequest) -> list[str]:
-        argv = [self.bwrap, "--unshare-user-try", "--unshare-ipc", "--unshare-pid", "--unshare-net",
-                "--unshare-uts", "--unshare-cgroup-try", "--hostname", "hermetic", "--die-with-parent",
-                "--new-session", "--ro-bind", "/usr", "/usr"]
+        v = request.variation
+        root = v.root if v else ROOT
+        argv = [self.bwrap]
+        if v is None:
+            argv += ["--unshare-user-try"]
+        else:  # a user namespace is needed to appear as another uid
+            argv += ["--unshare-user", "--uid", str(v.uid), "--gid", str(v.gid)]
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                 "--hostname", v.hostname if v else "hermetic", "--die-with-parent", "--new-session",
+                 "--ro-bind", "/usr", "/usr"]
         for d in _SYSTEM_DIRS:
             if os.path.islink(d):
                 argv += ["--symlink", os.readlink(d), d]
@@ -170,22 +215,26 @@ class BwrapSandbox:
                 argv += ["--ro-bind", d, d]
         for e in _ETC:
             argv += ["--ro-bind-try", e, e]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", f"{ROOT}/home",
-                 "--ro-bind", str(request.inputs), f"{ROOT}/in",
-                 "--bind", str(request.outputs), f"{ROOT}/out",
-                 "--bind", str(request.work), f"{ROOT}/work"]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", f"{root}/home",
+                 "--ro-bind", str(request.inputs), f"{root}/in",
+                 "--bind", str(request.outputs), f"{root}/out",
+                 "--bind", str(request.work), f"{root}/work"]
         for m in request.mounts:
             argv += ["--ro-bind", m, m]
-        argv += ["--chdir", f"{ROOT}/work", "--clearenv"]
-        for k, v in sorted(request.env.items()):
-            argv += ["--setenv", k, v]
+        argv += ["--chdir", f"{root}/work", "--clearenv"]
+        env = dict(request.env)
+        if v is not None:
+            env.update(faketime_environment(v.clock_offset))
+        for k, val in sorted(env.items()):
+            argv += ["--setenv", k, val]
         return argv + ["--", *request.argv]
 
     def run(self, request: SandboxRequest) -> Completed:
         # Same process group as hermetic: Ctrl-C reaches bwrap, and
         # --die-with-parent plus the pid namespace take the whole action down.
+        v = request.variation
         return run_process(self.command(request), log=request.log, timeout=request.timeout,
-                           env={"PATH": "/usr/bin:/bin"})
+                           env={"PATH": "/usr/bin:/bin"}, umask=v.umask if v else UMASK)
 
 
 @hookimpl

@@ -32,6 +32,8 @@ class SourceInfo(Provider):
 
     archive: Artifact
     tree: Artifact
+    #: the release's own timestamp, for builds of it to record (0: not pinned)
+    source_date_epoch: int = 0
 
 
 @attrs.frozen
@@ -68,7 +70,7 @@ def _archive(ctx: RuleContext) -> list[Provider]:
                       size=a.size or None, signature=signature)
     tree = ctx.declare_output("src", tree=True)
     ctx.actions.extract(archive, tree, strip_prefix=a.strip_prefix)
-    return [SourceInfo(archive, tree), DefaultInfo((tree,))]
+    return [SourceInfo(archive, tree, a.source_date_epoch or 0), DefaultInfo((tree,))]
 
 
 def wheel_matches(filename: str, python: Toolchain, platform: Platform) -> bool:
@@ -131,6 +133,8 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "signature": attr.string_dict(doc="{sha256, urls, mirrors, filename}: a detached OpenPGP signature"),
         "signing_key": attr.files(doc="the public key file that must have made the signature"),
         "fingerprint": attr.string(doc="the key's primary fingerprint"),
+        "source_date_epoch": attr.int(doc="the release's date (Unix time): the SOURCE_DATE_EPOCH of builds "
+                                          "from this source, instead of the workspace's"),
     }, doc="A pinned, verified source archive, extracted.")(_archive)
     registry.rule("python_wheel", attrs={
         "distribution": attr.string(mandatory=True),

@@ -29,7 +29,8 @@ _TARGETS = {("linux", "x86_64"): "linux-x86_64", ("linux", "aarch64"): "linux-aa
 
 def _openssl(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
-    src = ctx.attr.src[SourceInfo].tree
+    source = ctx.attr.src[SourceInfo]
+    src = source.tree
     target = ctx.attr.target or _TARGETS.get((ctx.platform.os, ctx.platform.arch))
     if target is None:
         raise ctx.error(f"no OpenSSL Configure target known for {ctx.platform}", hint="set target = \"...\"")
@@ -51,7 +52,11 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
         f'cp "$IN/{src.path}/include/openssl/"*.h "$OUT/include/openssl/"',
         'cp include/openssl/*.h "$OUT/include/openssl/"',
     ])
+    # CC is the toolchain's wrapper by bare name ("gcc"): OpenSSL records the
+    # line in OpenSSL_version(OPENSSL_CFLAGS), so no path may be in it.
     env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "PERL": cc.tool("perl")}
+    if source.source_date_epoch:
+        env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)  # "built on:" = the release date
     ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[crypto, ssl, include],
                     mnemonic="OpenSSLBuild", env=env, toolchains=[cc], cpus=64)
     return [CcInfo(DepSet([include]), DepSet([ssl, crypto]), ctx.attr.version),
