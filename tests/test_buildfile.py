@@ -75,3 +75,41 @@ def test_unknown_target_on_command_line(tmp_path, registry):
     (err,) = _errors(tmp_path, registry, {"p/BUILD.toml": '[abc]\nrule = "lib"\n'}, root="//p:abd")
     assert err.reason == "unknown-target"
     assert err.hint == 'did you mean "//p:abc"?'
+
+
+def _git(ws, *args, **env):
+    import os
+    import subprocess
+
+    subprocess.run(["git", "-C", str(ws), *args], check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid", **env})
+
+
+def test_source_date_epoch_from_the_last_commit_never_the_clock(tmp_path):
+    write_workspace(tmp_path, {"BUILD.toml": '[workspace]\nsource_date_epoch = "git"\n'})
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "BUILD.toml")
+    _git(tmp_path, "commit", "-q", "-m", "one", GIT_COMMITTER_DATE="@1700000000 +0000")
+    ws = Workspace(tmp_path)
+    ws.load_all()
+    assert ws.config.source_date_epoch == 1700000000
+
+
+def test_source_date_epoch_git_without_history_names_the_line(tmp_path):
+    write_workspace(tmp_path, {"BUILD.toml": '[workspace]\n\nsource_date_epoch = "git"\n'})
+    with pytest.raises((ExceptionGroup, HermeticError)) as info:
+        Workspace(tmp_path).load_all()
+    errs = list(info.value.exceptions) if isinstance(info.value, ExceptionGroup) else [info.value]
+    assert len(errs) == 1
+    assert "BUILD.toml:3" in str(errs[0].where) and "no commit" in str(errs[0])
+    assert "pin an integer" in errs[0].hint
+
+
+@pytest.mark.parametrize("value", ['"yesterday"', "-5", "true", "1.5"])
+def test_source_date_epoch_must_be_a_time(tmp_path, value):
+    write_workspace(tmp_path, {"BUILD.toml": f"[workspace]\nsource_date_epoch = {value}\n"})
+    with pytest.raises((ExceptionGroup, HermeticError)) as info:
+        Workspace(tmp_path).load_all()
+    errs = list(info.value.exceptions) if isinstance(info.value, ExceptionGroup) else [info.value]
+    assert "source_date_epoch must be a Unix time" in str(errs[0])
