@@ -166,8 +166,9 @@ def shuffled_view(path: Path, *, enabled: bool) -> Iterator[Path]:
     try:
         yield mnt
     finally:
+        unmount = shutil.which("fusermount3") or "fusermount"
         for _ in range(50):
-            if subprocess.run(["fusermount", "-u", "-q", str(mnt)], capture_output=True,
+            if subprocess.run([unmount, "-u", "-q", str(mnt)], capture_output=True,
                               check=False).returncode == 0:
                 break
             time.sleep(0.1)  # still busy: the action's processes are exiting

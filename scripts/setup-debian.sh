@@ -21,6 +21,9 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
+# disorderfs (FUSE) and libfaketime let `hermetic verify` vary directory order
+# and the wall clock; git gives source_date_epoch = "git" its commit time.
 $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
-  python3-venv python3-dev python3-pip gnupg file
+  python3-venv python3-dev python3-pip gnupg file \
+  disorderfs libfaketime git

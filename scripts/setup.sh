@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
-PY=${PYTHON:-python3}
+# Debian's own python3 by default: the interpreter is part of the python
+# toolchain's identity (so of every wheel's cache key), it is the same on every
+# teammate's Debian machine, and every user can run it.
+PY=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,verify]'

@@ -74,6 +74,7 @@ def warm_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         store = shared / "cache"
         if not (shared / ".done").exists():
+            shutil.rmtree(shared / "ws", ignore_errors=True)  # a failed earlier attempt
             ws = copy_workspace(shared / "ws")
             hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, cwd=ws)
             (shared / ".done").write_text("ok")

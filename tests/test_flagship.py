@@ -109,3 +109,129 @@ def test_cache_stats_and_graph(tmp_path, warm_store):
     assert "action results:" in stats and "0 executed" in stats
     graph = json.loads(hermetic_cli("graph", FLAGSHIP, "--format", "json", cwd=ws).stdout)
     assert {a["mnemonic"] for a in graph["actions"]} >= {"Fetch", "OpenSSLBuild", "CcLink", "PyWheelTest"}
+
+
+# -- reproducibility (issue 3) --------------------------------------------------
+
+OTHER_UID = 4242
+
+
+def _sha256(p: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _usable_by_others(path: str) -> bool:
+    p = Path(path)
+    for parent in [*reversed(p.parents), p]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            return False
+    return bool(p.stat().st_mode & 0o004)
+
+
+def _site_for_other_user(dest: Path, checkout: Path) -> Path:
+    """hermetic's dependencies, and its entry points as the checkout's
+    pyproject.toml declares them, where another user can read them; the
+    modules themselves come from the checkout."""
+    import tomllib
+    from importlib import metadata
+
+    dest.mkdir()
+    project = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
+    info = dest / f"hermetic-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: hermetic\nVersion: {project['version']}\n")
+    eps = project["entry-points"]["hermetic"]
+    (info / "entry_points.txt").write_text("[hermetic]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    for name in ("pluggy", "attrs", "networkx", "packaging"):
+        dist = metadata.distribution(name)
+        tops = {f.parts[0] for f in dist.files or () if f.parts[0] != ".." and not f.parts[0].startswith("__")}
+        for top in sorted(tops):
+            src = Path(str(dist.locate_file(top)))
+            if src.is_dir():
+                shutil.copytree(src, dest / top, ignore=shutil.ignore_patterns("__pycache__"))
+            elif src.is_file():
+                shutil.copy2(src, dest / top)
+    return dest
+
+
+def test_two_checkouts_two_users_two_times_one_wheel(warm_store):
+    """Issue 3, 1: the warm store's build (root, its own directory and empty
+    cache, earlier) and a cold build by another uid in another directory with
+    another empty cache, now, give byte-identical wheels."""
+    import os
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("running the second build as another user needs root (CI runs as root)")
+    python = os.path.realpath(sys._base_executable)  # type: ignore[attr-defined]
+    if not _usable_by_others(python):
+        pytest.fail(f"{python} cannot be run by other users; make the venv from Debian's /usr/bin/python3 "
+                    "as scripts/setup.sh does")
+    base = Path(tempfile.mkdtemp(prefix="hermetic-other-user-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        ws = copy_workspace(base / "checkout")
+        site = _site_for_other_user(base / "site", ws)
+        home = base / "home"
+        (home / "tmp").mkdir(parents=True)
+        for root in (ws, home):
+            for p in [root, *root.rglob("*")]:
+                os.lchown(p, OTHER_UID, OTHER_UID)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home / "tmp"), "LC_ALL": "C.UTF-8",
+               "TZ": "Pacific/Kiritimati", "PYTHONPATH": f"{ws}:{site}",
+               "HERMETIC_CACHE_DIR": str(home / "cache")}
+        proc = subprocess.run(["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
+                               "--", python, "-m", "hermetic", "build", FLAGSHIP], cwd=ws, env=env,
+                              capture_output=True, text=True, timeout=1800, umask=0o027)
+        assert proc.returncode == 0, proc.stderr
+        assert _counts(proc.stderr) == (15, 0)  # cold: nothing from any cache
+        theirs = next((ws / "hermetic-out").rglob("*.whl"))
+        assert theirs.stat().st_uid == OTHER_UID
+        ours = next((warm_store.parent / "ws" / "hermetic-out").rglob("*.whl"))
+        assert ours.stat().st_uid == 0 and ours.parent.parent != theirs.parent.parent
+        assert _sha256(theirs) == _sha256(ours)
+    finally:
+        shutil.rmtree(base)
+
+
+def test_verify_passes_for_the_flagship(tmp_path, warm_store):
+    """Issue 3, 2: every action rebuilt under varied conditions matches."""
+    ws = copy_workspace(tmp_path / "ws")
+    proc = hermetic_cli("--cache-dir", str(warm_store), "verify", FLAGSHIP, "--json", cwd=ws, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["reproducible"] is True and report["not_varied"] == {}
+    status = {a["action"]: a["status"] for a in report["actions"]}
+    assert len(status) == 15
+    assert {k for k, v in status.items() if v == "pinned"} == {
+        "//recipes/openssl:source#Fetch", "//recipes/python:cffi#FetchWheel", "//recipes/python:pycparser#FetchWheel"}
+    assert {v for k, v in status.items() if v != "pinned"} == {"reproducible"}
+    for mnemonic in ("OpenSSLBuild", "CcCompile", "CcLink", "PyWheel", "PyWheelTest"):
+        assert re.search(rf"reproducible +{mnemonic} ", proc.stderr), mnemonic
+
+
+def test_extension_holds_no_path_of_the_build_machine(tmp_path, warm_store):
+    """Issue 3, 4: `strings` on the extension finds no sandbox root, home,
+    venv, workspace or store path; OpenSSL's build info is pinned."""
+    import os
+
+    ws = warm_store.parent / "ws"
+    wheel = next((ws / "hermetic-out").rglob("*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        so_name = next(n for n in zf.namelist() if n.endswith(".so"))
+        so = tmp_path / "ext.so"
+        so.write_bytes(zf.read(so_name))
+    strings = subprocess.run(["strings", "-a", str(so)], capture_output=True, text=True, check=True).stdout
+    machine = {str(ws), str(warm_store), str(Path.home()), sys.prefix, sys.base_prefix, "/hermetic/", "/build/",
+               "/tmp/", "/root/", "/home/", "/usr/", os.getcwd()}
+    found = {m for m in machine if m in strings}
+    assert not found, found
+    absolute = set(re.findall(r"(?<![\w.])(?:/[A-Za-z_][\w.-]+){2,}/?", strings))  # /x/y, not binary noise
+    allowed = ("/opt/hermetic-openssl/", "/dev/")
+    assert {p for p in absolute if not p.startswith(allowed)} == set()
+    assert "compiler: gcc " in strings  # the wrapper's name, not a path, and no prefix maps in it
+    assert "-ffile-prefix-map" not in strings
+    assert "built on: Tue Jun  9 00:00:00 2026 UTC" in strings  # the release's SOURCE_DATE_EPOCH

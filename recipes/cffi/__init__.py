@@ -39,10 +39,13 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     libs = [t[CcInfo] for t in ctx.attr.deps]
 
     csrc = ctx.declare_output(f"{leaf}.c")
-    pythonpath = ":".join(f"$IN/{w.unpacked.path}" for w in wheels)
+    paths: list[object] = []
+    for w in wheels:
+        paths += ["--path", w.unpacked]
+    # -I -S: no PYTHONPATH, user or system site-packages; only the pinned wheels
     ctx.actions.run(
-        ["/bin/sh", "-c", f'PYTHONPATH="{pythonpath}" exec "$0" -I "$@"', python.tool("python"),
-         ctx.tool_file(HERE / "gen.py"), module, ctx.attr.cdef[0], ctx.attr.source[0], Output(csrc.name)],
+        [python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "gen.py"), *paths, module, ctx.attr.cdef[0],
+         ctx.attr.source[0], Output(csrc.name)],
         inputs=[w.unpacked for w in wheels], outputs=[csrc], mnemonic="CffiGenerate", toolchains=[python])
 
     obj = ctx.declare_output(f"{leaf}.o")

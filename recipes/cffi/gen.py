@@ -1,11 +1,15 @@
-"""Emit the C source of a cffi API-mode module (runs inside the sandbox)."""
+"""Emit the C source of a cffi API-mode module (runs inside the sandbox).
+
+Usage: python -I -S gen.py [--path DIR]... MODULE CDEF SOURCE OUT. The
+interpreter runs isolated and without site-packages, so cffi and pycparser
+can only come from the pinned wheels given with --path."""
 
 import sys
 
-import cffi
-
 
 def main(module: str, cdef: str, source: str, out: str) -> None:
+    import cffi
+
     ffi = cffi.FFI()
     with open(cdef) as f:
         ffi.cdef(f.read())
@@ -15,4 +19,10 @@ def main(module: str, cdef: str, source: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = sys.argv[1:]
+    paths = []
+    while args and args[0] == "--path":
+        paths.append(args[1])
+        args = args[2:]
+    sys.path[:0] = paths
+    main(*args)

@@ -74,7 +74,7 @@ def _py_wheel(ctx: RuleContext) -> list[Provider]:
     }
     spec_file = ctx.declare_output("wheel.json")
     ctx.actions.write(spec_file, json.dumps(spec, indent=1, sort_keys=True))
-    ctx.actions.run([python.tool("python"), "-I", ctx.tool_file(HERE / "mkwheel.py"), spec_file,
+    ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "mkwheel.py"), spec_file,
                      Output(wheel.name)], inputs=inputs, outputs=[wheel], mnemonic="PyWheel",
                     toolchains=[python])
     outputs = [wheel]
