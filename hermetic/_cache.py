@@ -133,12 +133,30 @@ class Store:
             else:
                 shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, dest)
+            self._install(tmp, dest, d)
             return d
         except OSError as exc:
             with contextlib.suppress(Exception):
                 os.unlink(tmp)  # type: ignore[possibly-undefined]
             raise _disk_error(exc, f"storing {path}") from exc
+
+    def _install(self, tmp: str, dest: Path, d: Digest) -> None:
+        """Move the finished blob *tmp* to *dest* unless another writer got
+        there first. A blob is never renamed over: link(2) of a path that a
+        concurrent rename replaces can fail with ENOENT, so a reader hard-
+        linking the blob into an action's inputs would see it vanish."""
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            if not self.has_blob(d):  # the one there is damaged: replace it
+                os.replace(tmp, dest)
+                return
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            os.replace(tmp, dest)  # a file system without hard links
+            return
+        os.unlink(tmp)
 
     def put_bytes(self, data: bytes) -> Digest:
         d = Digest.of_bytes(data)
@@ -151,7 +169,7 @@ class Store:
             os.chmod(tmp, 0o444)
             dest = self.blob_path(d.hash)
             dest.parent.mkdir(exist_ok=True)
-            os.replace(tmp, dest)
+            self._install(tmp, dest, d)
         except OSError as exc:
             with contextlib.suppress(Exception):
                 os.unlink(tmp)

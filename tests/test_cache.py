@@ -92,3 +92,45 @@ def test_gc_drops_results_whose_tree_lost_a_member(tmp_path):
     os.utime(big, (1, 1))  # the oldest: evicted first, the manifest survives
     res = s.gc(800)
     assert res["results_dropped"] == 1 and s.get_action("d" * 64) is None
+
+
+
+def test_concurrent_first_puts_never_make_a_blob_vanish(tmp_path):
+    """Two actions storing the same new sources at once, each hard-linking
+    them into its inputs right after: the second writer must not rename over
+    the first's blob (link(2) of the replaced inode fails with ENOENT). The
+    old rename-over code failed here 4 to 9 times in 300 rounds."""
+    import threading
+
+    store = Store(tmp_path / "store")
+    srcs = []
+    for i in range(12):
+        p = tmp_path / f"src{i}"
+        p.write_bytes(b"x%d\n" % i * 50)
+        srcs.append(p)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def worker(n: int) -> None:
+        for r in range(300):
+            barrier.wait()
+            for i, src in enumerate(srcs):
+                try:
+                    store.link_blob(store.put_file(src), tmp_path / f"in-{n}-{r}-{i}")
+                except OSError as exc:
+                    errors.append(exc)
+            barrier.wait()
+            if n == 0:  # the sources are new again in the next round
+                for f in store.cas.rglob("*"):
+                    if f.is_file():
+                        f.unlink()
+                for f in tmp_path.glob("in-*"):
+                    f.unlink()
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
