@@ -26,7 +26,7 @@ import attrs
 from hermetic import _diff
 from hermetic._cache import Store
 from hermetic._execution import Entry, Executor
-from hermetic.errors import HermeticError
+from hermetic.errors import CacheError, HermeticError
 from hermetic.model import Action
 from hermetic.sandbox import Sandbox, Variation, can_shuffle_dirs, faketime_environment
 
@@ -154,6 +154,8 @@ class Verifier:
                 t0 = time.monotonic()
                 try:
                     new, _log = getattr(self.rebuild, f"_run_{action.kind}")(action)
+                except CacheError:
+                    raise  # the store lost an input: not the action's fault, and not a verdict
                 except HermeticError as exc:
                     v = Verdict(action, key, "failed", origin, seconds=time.monotonic() - t0,
                                 error=_one_line(exc))
