@@ -19,7 +19,7 @@ from hermetic import _archive
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic.errors import ActionFailed, BuildFailed, CacheError, HermeticError
-from hermetic.model import Action, Artifact, Digest, sha256_json
+from hermetic.model import Action, Artifact, Digest, canonical_json, sha256_json
 from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environment, shuffled_view, terminate_all
 
 KEY_SCHEMA = 1
@@ -82,13 +82,15 @@ class BuildStats:
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    remote: int = 0  # of the cached: served by the remote cache
 
 
 class Executor:
     def __init__(self, *, store: Store, sandbox: Sandbox, fetcher: FetchResolver, sources: dict[str, Path],
                  jobs: int, keep_going: bool = False, source_date_epoch: int = 315532800,
                  report: Report | None = None, use_cache: bool = True,
-                 goals: Sequence[Artifact] = (), variation: Variation | None = None) -> None:
+                 goals: Sequence[Artifact] = (), variation: Variation | None = None,
+                 remote: Any = None, producer: Callable[[str], Action | None] | None = None) -> None:
         self.goals = {a.path for a in goals}
         self.store = store
         self.sandbox = sandbox
@@ -100,6 +102,15 @@ class Executor:
         self.report = report or (lambda *a, **k: None)
         self.use_cache = use_cache
         self.variation = variation
+        self.remote = remote  # a hermetic._remote.RemoteCache, or None
+        self.producer = producer or (lambda path: None)
+        self.materials: dict[str, bytes] = {}
+        # outputs of remote hits not downloaded yet: path -> (key, label); fetched when needed
+        self.remote_only: dict[str, tuple[str, str]] = {}
+        self._pending: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        self._path_locks: dict[str, threading.Lock] = {}
+        self.remote_hits = 0
+        self.extra_executed = 0
         self.entries: dict[str, Entry] = {}
         self.stats = BuildStats()
         self.producer_keys: dict[str, str] = {}
@@ -130,8 +141,10 @@ class Executor:
 
     def key_of(self, action: Action) -> str:
         inputs = {a.path: self._entry(a) for a in action.inputs}
-        key, _ = action_key(action, inputs, self._profile if action.kind == "run" else None,
-                            self.sde if action.kind == "run" else None)
+        key, material = action_key(action, inputs, self._profile if action.kind == "run" else None,
+                                   self.sde if action.kind == "run" else None)
+        with self._lock:
+            self.materials[action.id] = canonical_json(material)
         return key
 
     # -- one action -----------------------------------------------------------
@@ -145,7 +158,15 @@ class Executor:
             if hit is not None and self._deliverable(hit["outputs"]):
                 self._record(action, hit["outputs"], key)
                 return False
+            if self.remote is not None and self._remote_hit(action, key):
+                return False
         self.report("action-start", action=action)
+        self._run_and_store(action, key)
+        return True
+
+    def _run_and_store(self, action: Action, key: str) -> dict[str, Any]:
+        for art in action.inputs:
+            self._ensure_local(art.path)
         handler = getattr(self, f"_run_{action.kind}")
         outputs, log = handler(action)
         result = {"outputs": {p: e.to_json() for p, e in outputs.items()},
@@ -153,7 +174,89 @@ class Executor:
                   "owner": str(action.owner)}
         self.store.put_action(key, result)
         self._record(action, result["outputs"], key)
+        if self.remote is not None:
+            self.remote.upload(key, self.materials[action.id], result, action.describe())
+        return result
+
+    # -- remote results ---------------------------------------------------------
+
+    def _remote_hit(self, action: Action, key: str) -> bool:
+        """Use the remote's result for *action* if it is trusted and well
+        formed; outputs the user asked for are downloaded now, the rest only
+        if a later action runs here and needs them."""
+        result = self.remote.lookup(key, len(self.materials[action.id]), action.describe())
+        if result is None:
+            return False
+        try:
+            outputs = {p: Entry.from_json(e) for p, e in result["outputs"].items()}
+        except (KeyError, TypeError, AttributeError):
+            return False
+        if set(outputs) != {o.path for o in action.outputs}:
+            return False
+        missing = set()
+        for path, e in outputs.items():
+            local = self.store.has_blob(e.digest) and (not e.tree or all(
+                self.store.has_blob(b) for b in self.store.tree_blobs(e.digest)))
+            if local:
+                continue
+            if path in self.goals:
+                if not self.remote.fetch(e.digest, e.tree, action.describe()):
+                    return False
+                continue
+            missing.add(path)
+        adopted = {"outputs": {p: e.to_json() for p, e in outputs.items()}, "log": None,
+                   "mnemonic": action.mnemonic, "owner": str(action.owner), "remote": True}
+        with self._lock:
+            for path in missing:
+                self.remote_only[path] = (key, action.id)
+            if missing:
+                self._pending[key] = (adopted, set(missing))
+            self.remote_hits += 1
+        if not missing:
+            self.store.put_action(key, adopted)
+        self._record(action, adopted["outputs"], key)
         return True
+
+    def _ensure_local(self, path: str) -> None:
+        """A remote hit's output is needed here: download it, or if the
+        remote cannot serve it (gone, corrupt, down), run its action here."""
+        if path not in self.remote_only:
+            return
+        with self._lock:
+            lock = self._path_locks.setdefault(path, threading.Lock())
+        with lock:
+            if path not in self.remote_only:
+                return
+            key, _ = self.remote_only[path]
+            e = self.entries[path]
+            producer = self.producer(path)
+            label = producer.describe() if producer else path
+            if not self.remote.fetch(e.digest, e.tree, label):
+                if producer is None:
+                    raise CacheError(f"{path} is neither on the remote nor buildable here", reason="remote")
+                self.report("note", message=f"running {label} here: its remote outputs are not usable")
+                self.report("action-start", action=producer)
+                result = self._run_and_store(producer, key)
+                self.extra_executed += 1
+                if result["outputs"].get(path, {}).get("hash") != e.hash:
+                    raise CacheError(
+                        f"{label} built here gives different bytes than the remote's result for the same key",
+                        hint="the remote holds an unreproducible or tampered result; "
+                             "`hermetic verify --against-cache` shows which", reason="remote-mismatch")
+                with self._lock:
+                    for p in [p for p, (k, _) in self.remote_only.items() if k == key]:
+                        del self.remote_only[p]
+                    self._pending.pop(key, None)
+                return
+            with self._lock:
+                del self.remote_only[path]
+                adopted, waiting = self._pending.get(key, ({}, set()))
+                waiting.discard(path)
+                done = key in self._pending and not waiting
+                if done:
+                    del self._pending[key]
+            if done:
+                self.store.put_action(key, adopted)
 
     def _deliverable(self, outputs: dict[str, Any]) -> bool:
         """Outputs the user asked for are re-hashed before a hit is accepted,
@@ -212,6 +315,7 @@ class Executor:
         return {action.outputs[0].path: Entry(d.hash, d.size, True)}, None
 
     def _materialize_input(self, art: Artifact, dest: Path, link: bool) -> None:
+        self._ensure_local(art.path)
         e = self._entry(art)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if e.tree:
@@ -381,8 +485,9 @@ class Executor:
                     f.cancel()
                 raise
         self.store.save_digests()
-        stats = self.stats = BuildStats(executed, cached, len(failures),
-                                        len(order) - len(done_ids) - len(failures), time.monotonic() - t0)
+        stats = self.stats = BuildStats(executed + self.extra_executed, cached - self.extra_executed, len(failures),
+                                        len(order) - len(done_ids) - len(failures), time.monotonic() - t0,
+                                        self.remote_hits - self.extra_executed)
         if failures:
             raise BuildFailed(f"build failed: {len(failures)} action(s) failed, {executed} ran, "
                               f"{cached} cached, {stats.skipped} not started", failures=tuple(failures),
@@ -402,6 +507,7 @@ class Executor:
 
     def materialize(self, art: Artifact, dest: Path) -> bool:
         """Place *art* at *dest* (atomically); False if it already was there."""
+        self._ensure_local(art.path)
         e = self.entries[art.path]
         if not e.tree and dest.is_file() and not dest.is_symlink():
             with contextlib.suppress(OSError):

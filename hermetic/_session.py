@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class Session:
     def __init__(self, cwd: Path | None = None, *, cache_dir: Path | None = None, output_dir: Path | None = None,
                  sandbox: str = "auto", distdirs: Sequence[Path] = (), jobs: int | None = None,
                  keep_going: bool = False, report: Report | None = None, plugins: Sequence[Any] = (),
-                 load_entry_points: bool = True) -> None:
+                 load_entry_points: bool = True, remote: Mapping[str, Any] | None = None) -> None:
         self.cwd = (cwd or Path.cwd()).resolve()
         self.root = find_workspace(self.cwd)
         self.ws = Workspace(self.root)
@@ -59,6 +59,8 @@ class Session:
                                 hint="install hermetic's platform plugins (pip install -e .)")
         self.host: Platform = host
         self._store: Store | None = None
+        self.remote_cli = dict(remote or {})
+        self._remote: Any = None
 
     @property
     def store(self) -> Store:
@@ -82,6 +84,16 @@ class Session:
         analysis = analyzer.run(loaded, labels)
         return analysis, ActionGraph(analysis.actions)
 
+    def remote(self) -> Any:
+        """The RemoteCache for this invocation, or None (no remote configured)."""
+        if self._remote is None:
+            from hermetic._remote import RemoteCache, resolve
+
+            config = resolve(self.remote_cli, self.ws.config.raw.get("remote", {}),
+                             f"{self.root / 'BUILD.toml'} [workspace.remote]")
+            self._remote = False if config is None else RemoteCache(config, self.store, report=self.report)
+        return self._remote or None
+
     def sandbox(self) -> Sandbox:
         if self.sandbox_mode == "none":
             return LocalSandbox()
@@ -101,12 +113,13 @@ class Session:
         registry = FetcherRegistry()
         self.hooks.register_fetchers(registry)
         store = self.store
+        remote = self.remote() if use_cache else None
         with store.locked():
             ex = Executor(store=store, sandbox=self.sandbox(),
                           fetcher=FetchResolver(store, registry, self.distdirs, report=self.report),
                           sources=analysis.sources, jobs=self.jobs, keep_going=self.keep_going,
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
-                          use_cache=use_cache, goals=goals)
+                          use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get)
             self.report("build-start", total=len(order), targets=labels)
             try:
                 stats = ex.execute(order, graph.deps)
@@ -149,12 +162,15 @@ class Session:
             fetcher = FetchResolver(store, registry, self.distdirs, report=self.report)
             common = dict(store=store, sandbox=sandbox, fetcher=fetcher, sources=analysis.sources,
                           jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch)
-            ref = Executor(**common, report=track, goals=goals)  # type: ignore[arg-type]
+            ref = Executor(**common, report=track, goals=goals, remote=self.remote(),  # type: ignore[arg-type]
+                           producer=graph.producer.get)
             self.report("build-start", total=len(order), targets=labels)
             try:
                 ref.execute(order, graph.deps)
             finally:
                 self._save_stats(ref, order)
+            for path in list(ref.remote_only):  # every action is rebuilt: its inputs must be here
+                ref._ensure_local(path)
             if against_cache:
                 variation, applied, skipped = None, {}, {}
             else:
@@ -176,8 +192,11 @@ class Session:
 
     def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
         st = ex.stats
-        data = {"time": time.time(), "actions": len(order), "executed": st.executed, "cached": st.cached,
-                "failed": st.failed, "seconds": st.seconds, "keys": ex.keys}
+        data: dict[str, Any] = {"time": time.time(), "actions": len(order), "executed": st.executed,
+                                "cached": st.cached, "failed": st.failed, "seconds": st.seconds, "keys": ex.keys}
+        if ex.remote is not None:
+            data["remote"] = {"url": ex.remote.config.url, "upload": ex.remote.config.upload,
+                              **ex.remote.stats.to_json()}
         try:
             (self.store.root / "last-build.json").write_text(json.dumps(data))
         except OSError:

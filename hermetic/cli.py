@@ -34,6 +34,25 @@ def _size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
 
 
+def _remote_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote cache (also $HERMETIC_REMOTE_CACHE, [remote] in ~/.config/hermetic/config.toml, "
+                             "[workspace.remote] in the root BUILD.toml)")
+    g.add_argument("--remote-cache", metavar="URL", help="http(s)://host/path (Bazel HTTP cache) or "
+                   "grpc(s)://host:port (REAPI)")
+    g.add_argument("--remote-upload", choices=["true", "false"], help="write results to the remote (default true)")
+    g.add_argument("--remote-instance", metavar="NAME", help="REAPI instance name")
+    g.add_argument("--remote-timeout", type=float, metavar="SECONDS", help="per request (default 10)")
+    g.add_argument("--trusted-key", action="append", default=[], metavar="NAME:KEY",
+                   help="accept only remote results signed by this key (repeatable)")
+    g.add_argument("--signing-key", type=Path, metavar="FILE", help="sign uploaded results with this key")
+
+
+def _remote_cli(args: argparse.Namespace) -> dict[str, object]:
+    return {"cache": args.remote_cache, "upload": args.remote_upload, "instance": args.remote_instance,
+            "timeout": args.remote_timeout, "trusted_keys": args.trusted_key,
+            "signing_key": str(args.signing_key) if args.signing_key else None}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hermetic", description="Hermetic, reproducible, cached builds of "
                                 "Python wheels with native code.")
@@ -52,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--distdir", type=Path, action="append", default=[],
                    help="a directory of pinned downloads to use before any mirror or URL")
     b.add_argument("-v", "--verbose", action="store_true", help="also list actions served from the cache")
+    _remote_options(b)
 
     v = sub.add_parser("verify", help="rebuild without the cache, under varied conditions, and compare",
                        description="Build TARGET (cache allowed), then rebuild every action of its closure "
@@ -71,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs of the first build")
     v.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     v.add_argument("--distdir", type=Path, action="append", default=[])
+    _remote_options(v)
 
     q = sub.add_parser("query", help="inspect the target graph")
     q.add_argument("what", choices=["deps", "rdeps", "targets"])
@@ -88,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     csub.add_parser("stats", help="size of the store and what the last build did")
     gc = csub.add_parser("gc", help="evict least recently used blobs")
     gc.add_argument("--max-size", type=_size, required=True, help="e.g. 2G")
+    kg = csub.add_parser("keygen", help="create an ed25519 key for signing results shared through a remote cache")
+    kg.add_argument("name", help="the key's name, e.g. ci-2026 (signatures say which key made them)")
+    kg.add_argument("--dir", type=Path, default=None,
+                    help="where NAME.secret and NAME.pub go (default ~/.config/hermetic/keys)")
     return p
 
 
@@ -214,6 +239,17 @@ def _run(args: argparse.Namespace) -> ExitCode:
     if args.command == "cache":
         from hermetic._cache import Store, default_cache_dir
 
+        if args.cache_command == "keygen":
+            from hermetic._remote import user_config_path
+            from hermetic._signing import generate
+
+            directory = args.dir or user_config_path().parent / "keys"
+            secret, pub = generate(args.name, directory)
+            print(f"secret key: {secret} (keep it private; give it to the writers: --signing-key or "
+                  f"signing_key = \"{secret}\")")
+            print(f"public key: {pub}")
+            print(f"trust it:   trusted_keys = [\"{pub}\"] under [remote] or [workspace.remote]")
+            return ExitCode.OK
         store = Store(args.cache_dir or default_cache_dir())
         if args.cache_command == "stats":
             st = store.stats()
@@ -225,6 +261,12 @@ def _run(args: argparse.Namespace) -> ExitCode:
                 print(f"last build:     {lb.get('actions', 0)} actions, {lb.get('executed', 0)} executed, "
                       f"{lb.get('cached', 0)} from the local cache, {lb.get('failed', 0)} failed, "
                       f"{lb.get('seconds', 0):.2f}s")
+                rs = lb.get("remote")
+                if rs:
+                    print(f"remote cache:   {rs['url']} ({'read-write' if rs['upload'] else 'read-only'})")
+                    print(f"  hits {rs['hits']}, misses {rs['misses']}, untrusted {rs['untrusted']}, "
+                          f"corrupt {rs['corrupt']}, errors {rs['errors']}, uploads {rs['uploads']}")
+                    print(f"  downloaded {rs['bytes_down'] / 1e6:.1f} MB, uploaded {rs['bytes_up'] / 1e6:.1f} MB")
             return ExitCode.OK
         res = store.gc(args.max_size)
         print(f"removed {res['blobs_removed']} blobs ({res['bytes_freed'] / 1e6:.1f} MB), dropped "
@@ -237,12 +279,13 @@ def _build(args: argparse.Namespace) -> ExitCode:
     renderer = Renderer(args.verbose)
     t0 = time.monotonic()
     s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
-                 jobs=args.jobs, keep_going=args.keep_going, report=renderer)
+                 jobs=args.jobs, keep_going=args.keep_going, report=renderer, remote=_remote_cli(args))
     result = s.build(s.parse_labels(args.targets))
     st = result.stats
     secs = time.monotonic() - t0
     total = st.executed + st.cached
-    print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache ({secs:.2f}s)",
+    remote = f", {st.remote} of them from the remote cache" if st.remote else ""
+    print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache{remote} ({secs:.2f}s)",
           file=sys.stderr)
     cwd = Path.cwd()
     for label, paths in result.outputs.items():
@@ -253,7 +296,8 @@ def _build(args: argparse.Namespace) -> ExitCode:
 
 
 def _verify(args: argparse.Namespace) -> ExitCode:
-    s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=Renderer())
+    s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=Renderer(),
+                 remote=_remote_cli(args))
     report = s.verify(s.parse_labels(args.targets), against_cache=args.against_cache, disabled=args.no_vary,
                       diff_tool=args.diff_tool)
     if args.json:

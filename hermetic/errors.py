@@ -134,3 +134,11 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
 
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f'did you mean "{close[0]}"?' if close else None
+
+
+@attrs.frozen(auto_exc=True, eq=False)
+class RemoteError(HermeticError):
+    """Misconfiguration of a remote cache (a remote that fails at run time
+    never fails the build: hermetic falls back to local execution)."""
+
+    reason: str = "remote"

@@ -26,4 +26,19 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
   python3-venv python3-dev python3-pip gnupg file \
-  disorderfs libfaketime git
+  disorderfs libfaketime git openssl
+
+# nginx for the remote-cache tests (WebDAV PUT is in Debian's nginx). Tests
+# start their own nginx on 127.0.0.1; the package must not start the system
+# service, so service starts are refused while it is installed.
+if ! command -v nginx >/dev/null; then
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    made_policy=1
+  fi
+  $SUDO apt-get install -y -q --no-install-recommends nginx
+  if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
+fi

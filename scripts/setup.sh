@@ -13,3 +13,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,verify]'
+
+# BuildGrid (a REAPI server) for the remote-cache tests, in its own venv: its
+# pinned dependencies are not hermetic's. 0.4.4 is the newest for Python 3.11.
+if [ ! -x .venv-buildgrid/bin/bgd ]; then
+  "$PY" -m venv .venv-buildgrid
+  .venv-buildgrid/bin/python -m pip install -q --disable-pip-version-check "buildgrid==0.4.4"
+fi

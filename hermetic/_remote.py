@@ -1,0 +1,559 @@
+"""Remote caches a team shares: the Bazel HTTP cache protocol
+(``http://``/``https://``: ``/ac/<key>``, ``/cas/<sha256>``; nginx WebDAV,
+bazel-remote) and the Remote Execution API v2 cache services
+(``grpc://``/``grpcs://``: ContentAddressableStorage, ActionCache, ByteStream;
+BuildGrid, bazel-remote, Buildbarn).
+
+What is stored is protocol-standard: an action result is an REAPI
+``ActionResult`` whose output files are the action's outputs plus
+``hermetic/result.json``, an envelope holding hermetic's result record and
+its ed25519 signatures. Every blob read from a remote is hash-checked before
+use; a result whose signature is not trusted is ignored; a remote that is
+down, slow or returns garbage never fails a build (see :class:`RemoteCache`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import tomllib
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import attrs
+
+from hermetic import _signing
+from hermetic._cache import Store, hash_file
+from hermetic.errors import RemoteError
+from hermetic.model import Digest, canonical_json
+
+RESULT_FILE = "hermetic/result.json"
+SCHEMA = 1
+BATCH_LIMIT = 1 << 20  # blobs up to 1 MiB travel in batch requests (gRPC)
+
+Report = Callable[..., None]
+
+
+class TransportError(Exception):
+    """The remote did not answer as the protocol says (down, slow, error)."""
+
+
+# -- configuration -----------------------------------------------------------
+
+
+@attrs.frozen
+class RemoteConfig:
+    url: str
+    upload: bool = True
+    instance: str = ""
+    timeout: float = 10.0
+    token: str | None = attrs.field(default=None, repr=False)
+    tls_ca_file: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+    trusted_keys: tuple[_signing.PublicKey, ...] = ()
+    signing_key: _signing.SecretKey | None = attrs.field(default=None, repr=False)
+    max_errors: int = 3
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "hermetic" / "config.toml"
+
+
+_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
+            env: Mapping[str, str] | None = None, user_file: Path | None = None) -> RemoteConfig | None:
+    """The remote settings in force: command line over environment over the
+    user's config file (``[remote]``) over the workspace's
+    (``[workspace.remote]`` in the root BUILD.toml). None: no remote."""
+    env = os.environ if env is None else env
+    user_file = user_config_path() if user_file is None else user_file
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    def take(values: Mapping[str, Any], source: str) -> None:
+        for k, v in values.items():
+            if v is not None and v != [] and v != "":
+                merged[k] = v
+                origin[k] = source
+
+    if not isinstance(workspace, Mapping):
+        raise RemoteError(f"{where}: [workspace.remote] must be a table")
+    take(workspace, where)
+    if user_file.is_file():
+        try:
+            data = tomllib.loads(user_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RemoteError(f"{user_file}: {exc}", hint="fix or remove the file") from exc
+        section = data.get("remote", {})
+        if not isinstance(section, dict):
+            raise RemoteError(f"{user_file}: [remote] must be a table")
+        take(section, str(user_file))
+    take({"cache": env.get("HERMETIC_REMOTE_CACHE"), "upload": env.get("HERMETIC_REMOTE_UPLOAD")},
+         "the environment")
+    take(cli, "the command line")
+    url = merged.get("cache")
+    if not url:
+        return None
+    known = {"cache", "upload", "instance", "timeout", "token_env", "token_file", "tls_ca_file",
+             "tls_client_cert", "tls_client_key", "trusted_keys", "signing_key", "max_errors"}
+    for k in merged:
+        if k not in known:
+            raise RemoteError(f'{origin[k]}: unknown remote setting "{k}"',
+                              hint="known settings: " + ", ".join(sorted(known)))
+    scheme = urlsplit(str(url)).scheme
+    if scheme not in ("http", "https", "grpc", "grpcs"):
+        raise RemoteError(f'{origin["cache"]}: remote cache "{url}" is not an http(s):// or grpc(s):// URL',
+                          hint="e.g. --remote-cache http://cache.example:8080/hermetic or grpc://host:8980")
+    upload = merged.get("upload", True)
+    if isinstance(upload, str):
+        if upload.lower() not in _BOOL:
+            raise RemoteError(f'{origin["upload"]}: upload must be true or false, not "{upload}"')
+        upload = _BOOL[upload.lower()]
+    token = None
+    token_env = str(merged.get("token_env", "HERMETIC_REMOTE_TOKEN"))
+    if merged.get("token_file"):
+        try:
+            token = Path(str(merged["token_file"])).expanduser().read_text().strip()
+        except OSError as exc:
+            raise RemoteError(f'{origin["token_file"]}: cannot read token_file {merged["token_file"]}: '
+                              f"{exc.strerror}") from exc
+    elif env.get(token_env):
+        token = env[token_env].strip()
+    trusted = tuple(_signing.PublicKey.parse(str(k), f"{origin['trusted_keys']}: trusted key")
+                    for k in merged.get("trusted_keys", ()))
+    signing = None
+    if merged.get("signing_key"):
+        signing = _signing.SecretKey.load(Path(str(merged["signing_key"])).expanduser())
+    try:
+        timeout = float(merged.get("timeout", 10.0))
+        max_errors = int(merged.get("max_errors", 3))
+    except (TypeError, ValueError) as exc:
+        raise RemoteError(f"remote timeout/max_errors must be numbers ({exc})") from exc
+    return RemoteConfig(str(url).rstrip("/"), bool(upload), str(merged.get("instance", "")), timeout, token,
+                        merged.get("tls_ca_file"), merged.get("tls_client_cert"), merged.get("tls_client_key"),
+                        trusted, signing, max_errors)
+
+
+# -- transports ----------------------------------------------------------------
+
+
+class Transport(Protocol):
+    def get_ac(self, key: str, size: int) -> bytes | None: ...
+    def put_ac(self, key: str, size: int, data: bytes) -> None: ...
+    def find_missing(self, digests: Sequence[Digest]) -> list[Digest]: ...
+    def read(self, digests: Sequence[Digest]) -> Iterable[tuple[Digest, bytes]]: ...
+    def write(self, digest: Digest, path: Path) -> None: ...
+    def close(self) -> None: ...
+
+
+class HttpTransport:
+    """The Bazel HTTP cache protocol over urllib3 (pooled, keep-alive)."""
+
+    def __init__(self, config: RemoteConfig) -> None:
+        import urllib3
+
+        self.base = config.url
+        headers = {"User-Agent": "hermetic"}
+        if config.token:
+            headers["Authorization"] = f"Bearer {config.token}"
+        kw: dict[str, Any] = {}
+        if config.tls_ca_file:
+            kw["ca_certs"] = config.tls_ca_file
+        if config.tls_client_cert:
+            kw["cert_file"] = config.tls_client_cert
+            kw["key_file"] = config.tls_client_key
+        self.http = urllib3.PoolManager(num_pools=4, maxsize=8, headers=headers,
+                                        timeout=urllib3.Timeout(connect=min(config.timeout, 3.0),
+                                                                read=config.timeout),
+                                        retries=urllib3.Retry(total=1, connect=1, read=0, redirect=2,
+                                                              status=0, backoff_factor=0.1), **kw)
+        self._urllib3 = urllib3
+
+    def _request(self, method: str, path: str, body: Any = None, preload: bool = True) -> Any:
+        try:
+            return self.http.request(method, f"{self.base}/{path}", body=body, preload_content=preload)
+        except self._urllib3.exceptions.HTTPError as exc:
+            raise TransportError(f"{method} /{path}: {exc}") from exc
+
+    def get_ac(self, key: str, size: int) -> bytes | None:
+        r = self._request("GET", f"ac/{key}")
+        if r.status == 404:
+            return None
+        if r.status != 200:
+            raise TransportError(f"GET /ac/{key[:12]}…: HTTP {r.status}")
+        return r.data  # type: ignore[no-any-return]
+
+    def put_ac(self, key: str, size: int, data: bytes) -> None:
+        r = self._request("PUT", f"ac/{key}", body=data)
+        if r.status not in (200, 201, 204):
+            raise TransportError(f"PUT /ac/{key[:12]}…: HTTP {r.status}")
+
+    def find_missing(self, digests: Sequence[Digest]) -> list[Digest]:
+        missing = []
+        for d in digests:
+            r = self._request("HEAD", f"cas/{d.hash}")
+            if r.status == 404:
+                missing.append(d)
+            elif r.status != 200:
+                raise TransportError(f"HEAD /cas/{d.hash[:12]}…: HTTP {r.status}")
+        return missing
+
+    def read(self, digests: Sequence[Digest]) -> Iterable[tuple[Digest, bytes]]:
+        for d in digests:
+            r = self._request("GET", f"cas/{d.hash}")
+            if r.status == 404:
+                raise TransportError(f"blob {d.hash[:12]}… is missing on the remote")
+            if r.status != 200:
+                raise TransportError(f"GET /cas/{d.hash[:12]}…: HTTP {r.status}")
+            yield d, r.data
+
+    def write(self, digest: Digest, path: Path) -> None:
+        r = self._request("PUT", f"cas/{digest.hash}", body=path.read_bytes())
+        if r.status not in (200, 201, 204):
+            raise TransportError(f"PUT /cas/{digest.hash[:12]}…: HTTP {r.status}")
+
+    def close(self) -> None:
+        self.http.clear()
+
+
+class GrpcTransport:
+    """REAPI v2 ContentAddressableStorage + ActionCache, ByteStream for blobs
+    larger than one batch."""
+
+    def __init__(self, config: RemoteConfig) -> None:
+        import grpc
+
+        from hermetic._protos import bytestream_pb2, bytestream_pb2_grpc, remote_cache_pb2, remote_cache_pb2_grpc
+
+        self.grpc = grpc
+        self.pb = remote_cache_pb2
+        self.bs = bytestream_pb2
+        parts = urlsplit(config.url)
+        target = parts.netloc
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        if parts.scheme == "grpcs":
+            def read(p: str | None) -> bytes | None:
+                return Path(p).read_bytes() if p else None
+
+            creds = grpc.ssl_channel_credentials(read(config.tls_ca_file), read(config.tls_client_key),
+                                                 read(config.tls_client_cert))
+            self.channel = grpc.secure_channel(target, creds, options)
+        else:
+            self.channel = grpc.insecure_channel(target, options)
+        self.instance = config.instance
+        self.timeout = config.timeout
+        self.metadata = (("authorization", f"Bearer {config.token}"),) if config.token else ()
+        self.cas = remote_cache_pb2_grpc.ContentAddressableStorageStub(self.channel)
+        self.ac = remote_cache_pb2_grpc.ActionCacheStub(self.channel)
+        self.stream = bytestream_pb2_grpc.ByteStreamStub(self.channel)
+
+    def _call(self, fn: Any, request: Any, size: int = 0) -> Any:
+        try:
+            return fn(request, timeout=self.timeout + size / 5e6, metadata=self.metadata)
+        except self.grpc.RpcError as exc:
+            if exc.code() == self.grpc.StatusCode.NOT_FOUND:
+                raise
+            raise TransportError(f"{exc.code().name}: {exc.details()}") from exc
+
+    def _digest(self, d: Digest) -> Any:
+        return self.pb.Digest(hash=d.hash, size_bytes=d.size)
+
+    def get_ac(self, key: str, size: int) -> bytes | None:
+        req = self.pb.GetActionResultRequest(instance_name=self.instance, action_digest=self._digest(Digest(key, size)))
+        try:
+            return self._call(self.ac.GetActionResult, req).SerializeToString()  # type: ignore[no-any-return]
+        except self.grpc.RpcError:
+            return None  # NOT_FOUND
+
+    def put_ac(self, key: str, size: int, data: bytes) -> None:
+        result = self.pb.ActionResult.FromString(data)
+        self._call(self.ac.UpdateActionResult, self.pb.UpdateActionResultRequest(
+            instance_name=self.instance, action_digest=self._digest(Digest(key, size)), action_result=result))
+
+    def find_missing(self, digests: Sequence[Digest]) -> list[Digest]:
+        missing: list[Digest] = []
+        for i in range(0, len(digests), 1000):
+            chunk = digests[i:i + 1000]
+            resp = self._call(self.cas.FindMissingBlobs, self.pb.FindMissingBlobsRequest(
+                instance_name=self.instance, blob_digests=[self._digest(d) for d in chunk]))
+            missing += [Digest(m.hash, m.size_bytes) for m in resp.missing_blob_digests]
+        return missing
+
+    def read(self, digests: Sequence[Digest]) -> Iterable[tuple[Digest, bytes]]:
+        batch: list[Digest] = []
+        total = 0
+        for d in digests:
+            if d.size > BATCH_LIMIT:
+                yield d, self._read_stream(d)
+                continue
+            if total + d.size > BATCH_LIMIT * 3 and batch:
+                yield from self._read_batch(batch)
+                batch, total = [], 0
+            batch.append(d)
+            total += d.size
+        if batch:
+            yield from self._read_batch(batch)
+
+    def _read_batch(self, digests: list[Digest]) -> Iterable[tuple[Digest, bytes]]:
+        resp = self._call(self.cas.BatchReadBlobs, self.pb.BatchReadBlobsRequest(
+            instance_name=self.instance, digests=[self._digest(d) for d in digests]), sum(d.size for d in digests))
+        for r in resp.responses:
+            if r.status.code != 0:
+                raise TransportError(f"blob {r.digest.hash[:12]}…: status {r.status.code} {r.status.message}")
+            yield Digest(r.digest.hash, r.digest.size_bytes), r.data
+
+    def _read_stream(self, d: Digest) -> bytes:
+        name = f"{self.instance}/blobs/{d.hash}/{d.size}" if self.instance else f"blobs/{d.hash}/{d.size}"
+        try:
+            chunks = [r.data for r in self.stream.Read(self.bs.ReadRequest(resource_name=name),
+                                                       timeout=self.timeout + d.size / 5e6, metadata=self.metadata)]
+        except self.grpc.RpcError as exc:
+            raise TransportError(f"ByteStream.Read {d.hash[:12]}…: {exc.code().name}") from exc
+        return b"".join(chunks)
+
+    def write(self, digest: Digest, path: Path) -> None:
+        if digest.size <= BATCH_LIMIT:
+            req = self.pb.BatchUpdateBlobsRequest(instance_name=self.instance, requests=[
+                self.pb.BatchUpdateBlobsRequest.Request(digest=self._digest(digest), data=path.read_bytes())])
+            resp = self._call(self.cas.BatchUpdateBlobs, req, digest.size)
+            for r in resp.responses:
+                if r.status.code != 0:
+                    raise TransportError(f"upload {digest.hash[:12]}…: status {r.status.code} {r.status.message}")
+            return
+        prefix = f"{self.instance}/" if self.instance else ""
+        name = f"{prefix}uploads/{uuid.uuid4()}/blobs/{digest.hash}/{digest.size}"
+
+        def chunks() -> Iterable[Any]:
+            with open(path, "rb") as f:
+                offset = 0
+                while True:
+                    data = f.read(1 << 20)
+                    last = offset + len(data) >= digest.size
+                    yield self.bs.WriteRequest(resource_name=name if offset == 0 else "", write_offset=offset,
+                                               finish_write=last, data=data)
+                    offset += len(data)
+                    if last:
+                        return
+
+        try:
+            resp = self.stream.Write(chunks(), timeout=self.timeout + digest.size / 5e6, metadata=self.metadata)
+        except self.grpc.RpcError as exc:
+            raise TransportError(f"ByteStream.Write {digest.hash[:12]}…: {exc.code().name}") from exc
+        if resp.committed_size != digest.size:
+            raise TransportError(f"ByteStream.Write {digest.hash[:12]}… committed {resp.committed_size} bytes")
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def transport_for(config: RemoteConfig) -> Transport:
+    if config.scheme in ("http", "https"):
+        return HttpTransport(config)
+    return GrpcTransport(config)
+
+
+# -- the cache the executor talks to -----------------------------------------------
+
+
+@attrs.define
+class RemoteStats:
+    hits: int = 0
+    misses: int = 0
+    untrusted: int = 0
+    corrupt: int = 0
+    errors: int = 0
+    uploads: int = 0
+    bytes_down: int = 0
+    bytes_up: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+
+class RemoteCache:
+    """Lookups, downloads and uploads with trust and fault handling.
+
+    Faults (connection refused, timeouts, HTTP/gRPC errors, bytes that do
+    not match their digest) are never raised to the build: the lookup counts
+    as a miss, hermetic says once that it is falling back to local execution,
+    and after ``max_errors`` transport errors the remote is not asked again
+    in this build."""
+
+    def __init__(self, config: RemoteConfig, store: Store, report: Report | None = None,
+                 transport: Transport | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.report = report or (lambda *a, **k: None)
+        self.transport = transport or transport_for(config)
+        self.stats = RemoteStats()
+        self.disabled = False
+        self._lock = threading.Lock()
+        self._said: set[str] = set()
+
+    # -- faults ----------------------------------------------------------------
+
+    def _note_once(self, kind: str, message: str) -> None:
+        with self._lock:
+            if kind in self._said:
+                return
+            self._said.add(kind)
+        self.report("note", message=message)
+
+    def _fault(self, exc: Exception, doing: str) -> None:
+        with self._lock:
+            self.stats.errors += 1
+            errors = self.stats.errors
+            if errors >= self.config.max_errors:
+                self.disabled = True
+        self._note_once("fault", f"remote cache {self.config.url}: {doing} failed ({exc}); "
+                                 "falling back to local execution")
+        if errors >= self.config.max_errors:
+            self._note_once("disabled", f"remote cache {self.config.url}: {errors} errors, not used for the "
+                                        "rest of this build")
+
+    # -- reading -------------------------------------------------------------
+
+    def lookup(self, key: str, material_size: int, label: str) -> dict[str, Any] | None:
+        """The trusted result for *key*, or None. Output blobs are not
+        downloaded here (see :meth:`fetch`)."""
+        if self.disabled:
+            return None
+        try:
+            data = self.transport.get_ac(key, material_size)
+            if data is None:
+                with self._lock:
+                    self.stats.misses += 1
+                return None
+            envelope_digest = self._envelope_digest(data)
+            ((_, raw),) = list(self.transport.read([envelope_digest]))
+        except TransportError as exc:
+            self._fault(exc, f"looking up {label}")
+            return None
+        except (ValueError, KeyError) as exc:
+            return self._corrupt(label, f"unreadable action result ({exc})")
+        self._count_down(len(raw))
+        if Digest.of_bytes(raw) != envelope_digest:
+            return self._corrupt(label, "its result record does not match its digest")
+        try:
+            env = json.loads(raw)
+            result, sigs = env["result"], env.get("signatures", [])
+            if env.get("schema") != SCHEMA or env.get("key") != key or not isinstance(result, dict):
+                raise ValueError("not a result for this action")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._corrupt(label, f"its result record is malformed ({exc})")
+        if self.config.trusted_keys and not _signing.trusted(key, result, sigs, self.config.trusted_keys):
+            with self._lock:
+                self.stats.untrusted += 1
+            self._note_once(f"untrusted:{label}", f"remote result for {label} is not signed by a trusted key: "
+                                                  "ignored, building locally")
+            return None
+        with self._lock:
+            self.stats.hits += 1
+        return result
+
+    def _corrupt(self, label: str, why: str) -> None:
+        with self._lock:
+            self.stats.corrupt += 1
+        self.report("note", message=f"remote result for {label} ignored: {why}")
+        return None
+
+    def _envelope_digest(self, data: bytes) -> Digest:
+        from hermetic._protos import remote_cache_pb2
+
+        try:
+            ar = remote_cache_pb2.ActionResult.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError
+            raise ValueError(f"not an ActionResult: {exc}") from exc
+        for f in ar.output_files:
+            if f.path == RESULT_FILE:
+                return Digest(f.digest.hash, f.digest.size_bytes)
+        raise KeyError(RESULT_FILE)
+
+    def _count_down(self, n: int) -> None:
+        with self._lock:
+            self.stats.bytes_down += n
+
+    def fetch(self, digest: Digest, tree: bool, label: str) -> bool:
+        """Bring a file blob, or a tree manifest and its members, into the
+        local store, each hash-checked. False if the remote cannot serve it."""
+        if self.disabled:
+            return False
+        try:
+            if not self.store.has_blob(digest) or not self.store.verify_blob(digest):
+                if not self._fetch_blobs([digest], label):
+                    return False
+            if tree:
+                members = [d for d in self.store.tree_blobs(digest) if not self.store.has_blob(d)]
+                unique = sorted(set(members))
+                if unique and not self._fetch_blobs(unique, label):
+                    return False
+        except TransportError as exc:
+            self._fault(exc, f"downloading outputs of {label}")
+            return False
+        return True
+
+    def _fetch_blobs(self, digests: Sequence[Digest], label: str) -> bool:
+        for d, data in self.transport.read(list(digests)):
+            self._count_down(len(data))
+            if Digest.of_bytes(data) != d:
+                self._corrupt(label, f"blob {d.hash[:12]}… from the remote does not match its digest")
+                return False
+            self.store.put_bytes(data)
+        return True
+
+    # -- writing -------------------------------------------------------------
+
+    def upload(self, key: str, material: bytes, result: dict[str, Any], label: str) -> None:
+        """Blobs first (what the remote lacks), then the signed result."""
+        if self.disabled or not self.config.upload:
+            return
+        envelope: dict[str, Any] = {"schema": SCHEMA, "key": key, "result": result, "signatures": []}
+        if self.config.signing_key is not None:
+            envelope["signatures"].append(_signing.sign(key, result, self.config.signing_key))
+        env_d = self.store.put_bytes(canonical_json(envelope))
+        mat_d = self.store.put_bytes(material)
+        from hermetic._protos import remote_cache_pb2 as pb
+
+        files = [pb.OutputFile(path=RESULT_FILE, digest=pb.Digest(hash=env_d.hash, size_bytes=env_d.size))]
+        blobs = {env_d, mat_d}
+        for path, e in sorted(result["outputs"].items()):
+            d = Digest(e["hash"], e["size"])
+            blobs.add(d)
+            if e.get("tree"):
+                blobs.update(self.store.tree_blobs(d))
+            files.append(pb.OutputFile(path=path, digest=pb.Digest(hash=d.hash, size_bytes=d.size),
+                                       is_executable=bool(e.get("x"))))
+        if result.get("log"):
+            blobs.add(Digest(result["log"]["hash"], result["log"]["size"]))
+        try:
+            missing = self.transport.find_missing(sorted(blobs))
+            for d in missing:
+                path = self.store.blob_path(d.hash)
+                if hash_file(path) != d:
+                    raise TransportError(f"local blob {d.hash[:12]}… is damaged; not uploading")
+                self.transport.write(d, path)
+                with self._lock:
+                    self.stats.bytes_up += d.size
+            self.transport.put_ac(key, len(material), pb.ActionResult(output_files=files).SerializeToString())
+            with self._lock:
+                self.stats.uploads += 1
+        except TransportError as exc:
+            self._fault(exc, f"uploading {label}")
+
+    def close(self) -> None:
+        try:
+            self.transport.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection is not an error
+            pass
