@@ -157,6 +157,8 @@ class Executor:
             hit = self.store.get_action(key)
             if hit is not None and self._deliverable(hit["outputs"]):
                 self._record(action, hit["outputs"], key)
+                if self.remote is not None:
+                    self.remote.share_local_hit(key, self.materials[action.id], hit, action.describe())
                 return False
             if self.remote is not None and self._remote_hit(action, key):
                 return False

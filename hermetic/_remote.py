@@ -58,6 +58,7 @@ class RemoteConfig:
     trusted_keys: tuple[_signing.PublicKey, ...] = ()
     signing_key: _signing.SecretKey | None = attrs.field(default=None, repr=False)
     max_errors: int = 3
+    upload_local_hits: bool = False
 
     @property
     def scheme(self) -> str:
@@ -107,7 +108,7 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
     if not url:
         return None
     known = {"cache", "upload", "instance", "timeout", "token_env", "token_file", "tls_ca_file",
-             "tls_client_cert", "tls_client_key", "trusted_keys", "signing_key", "max_errors"}
+             "tls_client_cert", "tls_client_key", "trusted_keys", "signing_key", "max_errors", "upload_local_hits"}
     for k in merged:
         if k not in known:
             raise RemoteError(f'{origin[k]}: unknown remote setting "{k}"',
@@ -116,11 +117,16 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
     if scheme not in ("http", "https", "grpc", "grpcs"):
         raise RemoteError(f'{origin["cache"]}: remote cache "{url}" is not an http(s):// or grpc(s):// URL',
                           hint="e.g. --remote-cache http://cache.example:8080/hermetic or grpc://host:8980")
-    upload = merged.get("upload", True)
-    if isinstance(upload, str):
-        if upload.lower() not in _BOOL:
-            raise RemoteError(f'{origin["upload"]}: upload must be true or false, not "{upload}"')
-        upload = _BOOL[upload.lower()]
+    def flag(name: str, default: bool) -> bool:
+        value = merged.get(name, default)
+        if isinstance(value, str):
+            if value.lower() not in _BOOL:
+                raise RemoteError(f'{origin[name]}: {name} must be true or false, not "{value}"')
+            return _BOOL[value.lower()]
+        return bool(value)
+
+    upload = flag("upload", True)
+    upload_local_hits = flag("upload_local_hits", False)
     token = None
     token_env = str(merged.get("token_env", "HERMETIC_REMOTE_TOKEN"))
     if merged.get("token_file"):
@@ -143,7 +149,7 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
         raise RemoteError(f"remote timeout/max_errors must be numbers ({exc})") from exc
     return RemoteConfig(str(url).rstrip("/"), bool(upload), str(merged.get("instance", "")), timeout, token,
                         merged.get("tls_ca_file"), merged.get("tls_client_cert"), merged.get("tls_client_key"),
-                        trusted, signing, max_errors)
+                        trusted, signing, max_errors, upload_local_hits)
 
 
 # -- transports ----------------------------------------------------------------
@@ -515,6 +521,19 @@ class RemoteCache:
 
     # -- writing -------------------------------------------------------------
 
+    def share_local_hit(self, key: str, material: bytes, result: dict[str, Any], label: str) -> None:
+        """With ``upload_local_hits``: upload a result found in the local
+        store that the remote does not have (seeding a team cache)."""
+        if self.disabled or not self.config.upload or not self.config.upload_local_hits:
+            return
+        try:
+            if self.transport.get_ac(key, len(material)) is not None:
+                return
+        except TransportError as exc:
+            self._fault(exc, f"looking up {label}")
+            return
+        self.upload(key, material, {k: v for k, v in result.items() if k != "remote"}, label)
+
     def upload(self, key: str, material: bytes, result: dict[str, Any], label: str) -> None:
         """Blobs first (what the remote lacks), then the signed result."""
         if self.disabled or not self.config.upload:
@@ -523,11 +542,12 @@ class RemoteCache:
         if self.config.signing_key is not None:
             envelope["signatures"].append(_signing.sign(key, result, self.config.signing_key))
         env_d = self.store.put_bytes(canonical_json(envelope))
-        mat_d = self.store.put_bytes(material)
         from hermetic._protos import remote_cache_pb2 as pb
 
         files = [pb.OutputFile(path=RESULT_FILE, digest=pb.Digest(hash=env_d.hash, size_bytes=env_d.size))]
-        blobs = {env_d, mat_d}
+        # The action digest is (key, len(material)); the material itself is not
+        # uploaded under it: servers may parse that blob as an REAPI Action.
+        blobs = {env_d}
         for path, e in sorted(result["outputs"].items()):
             d = Digest(e["hash"], e["size"])
             blobs.add(d)
@@ -541,8 +561,12 @@ class RemoteCache:
             missing = self.transport.find_missing(sorted(blobs))
             for d in missing:
                 path = self.store.blob_path(d.hash)
-                if hash_file(path) != d:
-                    raise TransportError(f"local blob {d.hash[:12]}… is damaged; not uploading")
+                try:
+                    ok = hash_file(path) == d
+                except OSError:
+                    ok = False
+                if not ok:  # our own store lost or damaged it: nothing to share
+                    return
                 self.transport.write(d, path)
                 with self._lock:
                     self.stats.bytes_up += d.size

@@ -40,6 +40,8 @@ def _remote_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-cache", metavar="URL", help="http(s)://host/path (Bazel HTTP cache) or "
                    "grpc(s)://host:port (REAPI)")
     g.add_argument("--remote-upload", choices=["true", "false"], help="write results to the remote (default true)")
+    g.add_argument("--remote-upload-local-hits", action="store_const", const="true", default=None,
+                   help="also upload results served by the local store that the remote lacks (seed a cache)")
     g.add_argument("--remote-instance", metavar="NAME", help="REAPI instance name")
     g.add_argument("--remote-timeout", type=float, metavar="SECONDS", help="per request (default 10)")
     g.add_argument("--trusted-key", action="append", default=[], metavar="NAME:KEY",
@@ -49,6 +51,7 @@ def _remote_options(p: argparse.ArgumentParser) -> None:
 
 def _remote_cli(args: argparse.Namespace) -> dict[str, object]:
     return {"cache": args.remote_cache, "upload": args.remote_upload, "instance": args.remote_instance,
+            "upload_local_hits": args.remote_upload_local_hits,
             "timeout": args.remote_timeout, "trusted_keys": args.trusted_key,
             "signing_key": str(args.signing_key) if args.signing_key else None}
 
