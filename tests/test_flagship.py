@@ -235,3 +235,33 @@ def test_extension_holds_no_path_of_the_build_machine(tmp_path, warm_store):
     assert "compiler: gcc " in strings  # the wrapper's name, not a path, and no prefix maps in it
     assert "-ffile-prefix-map" not in strings
     assert "built on: Tue Jun  9 00:00:00 2026 UTC" in strings  # the release's SOURCE_DATE_EPOCH
+
+
+# -- team cache (issue 4) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["nginx", "buildgrid"])
+def test_team_shares_the_flagship_through_a_remote(tmp_path, warm_store, kind):
+    """Issue 4, 1: CI's store (the warm one) seeds the team cache; a teammate
+    with an empty local cache in another directory gets the whole build from
+    the remote, runs nothing, and has a byte-identical wheel."""
+    from servers import BuildGrid, Nginx
+
+    srv = Nginx(tmp_path / "nginx") if kind == "nginx" else BuildGrid(tmp_path / "bgd")
+    srv.start()
+    try:
+        remote = ["--remote-cache", srv.url] + (["--remote-instance", "hermetic"] if kind == "buildgrid" else [])
+        ci = copy_workspace(tmp_path / "ci")
+        seeded = hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, *remote,
+                              "--remote-upload-local-hits", cwd=ci)
+        assert _counts(seeded.stderr) == (0, 15) and "note:" not in seeded.stderr, seeded.stderr
+        dev = copy_workspace(tmp_path / "dev")
+        got = hermetic_cli("--cache-dir", str(tmp_path / "dev-cache"), "build", FLAGSHIP, *remote, cwd=dev)
+        assert _counts(got.stderr) == (0, 15)
+        assert "15 of them from the remote cache" in got.stderr and "[start]" not in got.stderr
+        theirs = next((dev / "hermetic-out").rglob("*.whl"))
+        ours = next((ci / "hermetic-out").rglob("*.whl"))
+        assert _sha256(theirs) == _sha256(ours)
+        assert (theirs.parent / "test-report.txt").read_bytes() == (ours.parent / "test-report.txt").read_bytes()
+    finally:
+        srv.stop()
