@@ -193,7 +193,8 @@ class Session:
     def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
         st = ex.stats
         data: dict[str, Any] = {"time": time.time(), "actions": len(order), "executed": st.executed,
-                                "cached": st.cached, "failed": st.failed, "seconds": st.seconds, "keys": ex.keys}
+                                "cached": st.cached, "remote_hits": st.remote, "failed": st.failed,
+                                "seconds": st.seconds, "keys": ex.keys}
         if ex.remote is not None:
             data["remote"] = {"url": ex.remote.config.url, "upload": ex.remote.config.upload,
                               **ex.remote.stats.to_json()}

@@ -261,9 +261,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
             print(f"action results: {st['action_results']}")
             lb = st["last_build"]
             if lb:
+                remote_hits = lb.get("remote_hits", 0)
                 print(f"last build:     {lb.get('actions', 0)} actions, {lb.get('executed', 0)} executed, "
-                      f"{lb.get('cached', 0)} from the local cache, {lb.get('failed', 0)} failed, "
-                      f"{lb.get('seconds', 0):.2f}s")
+                      f"{lb.get('cached', 0) - remote_hits} from the local cache, {remote_hits} from the remote "
+                      f"cache, {lb.get('failed', 0)} failed, {lb.get('seconds', 0):.2f}s")
                 rs = lb.get("remote")
                 if rs:
                     print(f"remote cache:   {rs['url']} ({'read-write' if rs['upload'] else 'read-only'})")

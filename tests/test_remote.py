@@ -112,6 +112,7 @@ def test_two_members_share_every_step(tmp_path, server):
     assert (bob / "hermetic-out/all/all.txt").read_bytes() == (alice / "hermetic-out/all/all.txt").read_bytes()
     stats = _stats(bob)
     assert "hits 4, misses 0" in stats and "errors 0" in stats
+    assert "0 executed, 0 from the local cache, 4 from the remote cache" in stats
     # only what bob asked for was downloaded, not the intermediate outputs
     assert not (bob / "hermetic-out/upper").exists()
 
@@ -337,3 +338,36 @@ def test_cache_stats_json_has_remote_numbers(tmp_path, nginx):
     data = json.loads((ws.parent / "dev-cache" / "last-build.json").read_text())
     assert data["remote"]["uploads"] == 4 and data["remote"]["bytes_up"] > 0
     shutil.rmtree(ws / "hermetic-out")
+
+
+def test_verify_against_the_remote_catches_another_builders_bytes(tmp_path, nginx):
+    """guix challenge against a team cache: the reference is what the remote
+    holds; a validly signed-off but different result is named."""
+    from hermetic._cache import Store
+    from hermetic._remote import RemoteCache, resolve
+
+    alice, bob = _member(tmp_path, "alice"), _member(tmp_path, "bob")
+    _build(alice, *_remote(nginx))
+    cache = ["--cache-dir", str(tmp_path / "bob-cache")]
+    ok = hermetic_cli(*cache, "verify", "//:all", "--against-cache", *_remote(nginx), "--json", cwd=bob)
+    report = json.loads(ok.stdout)
+    assert {a["status"] for a in report["actions"]} == {"reproducible"}
+    assert {a["reference"] for a in report["actions"]} == {"cache"}
+
+    # mallory's builder uploads other bytes for //:upper under the same key
+    keys = json.loads((tmp_path / "alice-cache" / "last-build.json").read_text())["keys"]
+    store = Store(tmp_path / "mallory-store")
+    forged = store.put_bytes(b"HELLO MALLORY\n")
+    result = {"outputs": {"out/upper/upper.txt": {"hash": forged.hash, "size": forged.size, "tree": False,
+                                                  "x": False}}, "log": None, "mnemonic": "Genrule",
+              "owner": "//:upper"}
+    RemoteCache(resolve({"cache": nginx.url}, {}, "test", env={}, user_file=tmp_path / "none"), store).upload(
+        keys["//:upper#Genrule"], b"", result, "forged")
+    bad = hermetic_cli("--cache-dir", str(tmp_path / "carol-cache"), "verify", "//:all", "--against-cache",
+                       *_remote(nginx), "--json", "--diff-tool", "builtin", cwd=_member(tmp_path, "carol"),
+                       check=False)
+    assert bad.returncode == 5
+    report = json.loads(bad.stdout)
+    status = {a["action"]: a["status"] for a in report["actions"]}
+    assert status["//:upper#Genrule"] == "differs"
+    assert "-HELLO MALLORY" in report["first_difference"]["diff"]
