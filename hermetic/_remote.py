@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import tomllib
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -338,6 +337,8 @@ class GrpcTransport:
                 if r.status.code != 0:
                     raise TransportError(f"upload {digest.hash[:12]}…: status {r.status.code} {r.status.message}")
             return
+        import uuid
+
         prefix = f"{self.instance}/" if self.instance else ""
         name = f"{prefix}uploads/{uuid.uuid4()}/blobs/{digest.hash}/{digest.size}"
 

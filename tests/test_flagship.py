@@ -145,7 +145,7 @@ def _site_for_other_user(dest: Path, checkout: Path) -> Path:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: hermetic\nVersion: {project['version']}\n")
     eps = project["entry-points"]["hermetic"]
     (info / "entry_points.txt").write_text("[hermetic]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
-    for name in ("pluggy", "attrs", "networkx", "packaging"):
+    for name in ("pluggy", "attrs", "packaging"):
         dist = metadata.distribution(name)
         tops = {f.parts[0] for f in dist.files or () if f.parts[0] != ".." and not f.parts[0].startswith("__")}
         for top in sorted(tops):
