@@ -393,6 +393,13 @@ class Executor:
                                                tuple(mounts), log, variation=v))
         secs = time.monotonic() - t0
         if done.exit_code != 0:
+            free = _free_bytes(staging)
+            if free is not None and free < 1 << 20:
+                raise ActionFailed(
+                    f"exit code {done.exit_code}: no space left on device where the store keeps its work "
+                    f"({self.store.root}: {free} bytes free)", action=action.describe(),
+                    command=_shell_join(argv), exit_code=done.exit_code, output_tail=_tail(log),
+                    hint="free disk space, or run `hermetic cache gc --max-size SIZE`", reason="disk-full")
             raise ActionFailed(
                 "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
                 action=action.describe(), command=_shell_join(argv), exit_code=done.exit_code,
@@ -529,6 +536,13 @@ class Executor:
             os.chmod(tmp, 0o755 if e.executable else 0o644)
         os.replace(tmp, dest)
         return True
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 def _tail(log: Path, lines: int = 40) -> str:

@@ -21,6 +21,31 @@ _PROBE_DIR = os.environ.setdefault("HERMETIC_CACHE_DIR", str(Path(os.environ.get
                                                              f"hermetic-test-probes-{os.getuid()}"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller; xdist workers inherit the variable
+        import tempfile
+
+        from reliability import ENV
+
+        fd, path = tempfile.mkstemp(prefix="hermetic-reliability-", suffix=".jsonl")
+        os.close(fd)
+        os.environ[ENV] = path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    if hasattr(config, "workerinput"):
+        return
+    from reliability import ENV, summary
+
+    path = Path(os.environ.get(ENV, "/nonexistent"))
+    lines = summary(path)
+    if lines:
+        terminalreporter.section("reliability: what was tried")
+        for line in lines:
+            terminalreporter.write_line(line)
+    path.unlink(missing_ok=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skips = {"linux": sys.platform != "linux", "macos": sys.platform != "darwin",
              "windows": sys.platform != "win32"}
