@@ -4,6 +4,8 @@ not declared (source files are only listed and globbed, never read)."""
 
 from __future__ import annotations
 
+import sys
+
 import glob as globmod
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -200,9 +202,17 @@ class Analyzer:
 
     def run(self, loaded: Loaded, roots: Iterable[Label]) -> Analysis:
         top: dict[Label, tuple[Artifact, ...]] = {}
-        for r in roots:
-            platform = self._platform_of(loaded.decls[r], self.host)
-            top[r] = self._analyze(loaded, r, platform).files
+        # analysis recurses along dependency chains (a few frames per level):
+        # a graph 1,000 targets deep must not hit Python's default limit
+        # (since 3.11, Python-to-Python calls do not grow the C stack)
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 10 * len(loaded.decls) + 1000))
+        try:
+            for r in roots:
+                platform = self._platform_of(loaded.decls[r], self.host)
+                top[r] = self._analyze(loaded, r, platform).files
+        finally:
+            sys.setrecursionlimit(limit)
         return Analysis(self.actions, self.sources, self.providers, top)
 
     def _platform_of(self, decl: TargetDecl, inherited: Platform) -> Platform:

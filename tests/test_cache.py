@@ -134,3 +134,25 @@ def test_concurrent_first_puts_never_make_a_blob_vanish(tmp_path):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_unchanged_sources_are_not_rehashed(tmp_path, monkeypatch):
+    """The digest cache answers for a file untouched since (inode, size,
+    mtime, ctime) were recorded, outside the racy two-second window."""
+    import hermetic._cache as cache_mod
+
+    s = Store(tmp_path / "store")
+    src = tmp_path / "big.c"
+    src.write_bytes(b"int x;\n" * 1000)
+    old = src.stat().st_mtime - 10
+    os.utime(src, (old, old))
+    calls = []
+    real = cache_mod.hash_file
+    monkeypatch.setattr(cache_mod, "hash_file", lambda p: calls.append(p) or real(p))
+    import time
+
+    time.sleep(2.1)  # ctime (set by utime) must leave the racy window too
+    first = s.source_digest(src)
+    s.save_digests()
+    again = Store(tmp_path / "store").source_digest(src)  # a new process: the cache is on disk
+    assert first == again and len(calls) == 1
