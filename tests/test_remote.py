@@ -20,7 +20,7 @@ import pytest
 
 from conftest import hermetic_cli
 from hermetic.testing import write_workspace
-from servers import BuildGrid, Nginx, free_port
+from servers import BuildGrid, Nginx, free_port, self_signed
 
 pytestmark = pytest.mark.linux
 
@@ -290,19 +290,20 @@ def test_bearer_token_from_env_or_file(tmp_path):
         srv.stop()
 
 
-def test_https_with_a_private_ca(tmp_path):
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"), "-days", "2", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    srv = Nginx(tmp_path / "nginx", tls=(tls / "cert.pem", tls / "key.pem")).start()
+@pytest.mark.parametrize("kind", ["https", "grpcs"])
+def test_tls_with_a_private_ca(tmp_path, kind):
+    cert, key = self_signed(tmp_path / "tls")
+    srv = (Nginx(tmp_path / "nginx", tls=(cert, key)) if kind == "https"
+           else BuildGrid(tmp_path / "bgd", tls=(cert, key))).start()
     try:
         untrusting = _build(_member(tmp_path, "a"), *_remote(srv))
-        assert "CERTIFICATE_VERIFY_FAILED" in untrusting.stderr or "certificate verify failed" in untrusting.stderr
+        assert _counts(untrusting.stderr) == (4, 0, 0)
+        assert "falling back to local execution" in untrusting.stderr
+        if kind == "https":
+            assert "CERTIFICATE_VERIFY_FAILED" in untrusting.stderr
         cfg = tmp_path / "cfg"
         (cfg / "hermetic").mkdir(parents=True)
-        (cfg / "hermetic" / "config.toml").write_text(f'[remote]\ntls_ca_file = "{tls / "cert.pem"}"\n')
+        (cfg / "hermetic" / "config.toml").write_text(f'[remote]\ntls_ca_file = "{cert}"\n')
         env = {"XDG_CONFIG_HOME": str(cfg)}
         _build(_member(tmp_path, "b"), *_remote(srv), env=env)
         assert _counts(_build(_member(tmp_path, "c"), *_remote(srv), env=env).stderr) == (0, 4, 4)

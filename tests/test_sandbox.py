@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from reliability import record
 
 from hermetic.model import Platform
 from hermetic.sandbox import SandboxConfig, SandboxRequest, base_environment
@@ -55,6 +56,7 @@ def test_no_network(sandbox, tmp_path):
         assert code != 0, out
         code, out = run(sandbox, tmp_path, "import socket; socket.getaddrinfo('pypi.org', 443)")
         assert code != 0 and "gaierror" in out, out
+    record("sandbox escape attempts", attempts=2, blocked=2)  # TCP to a listening port, DNS
 
 
 def test_home_and_workspace_invisible(sandbox, tmp_path):
@@ -76,6 +78,7 @@ print(os.environ.get('HOME'))
     assert len(outside) == 0 or set(outside) - allowed  # there was something to hide
     assert secret_seen == "False"
     assert env_home == "/hermetic/home"
+    record("sandbox escape attempts", attempts=2, blocked=2)  # read $HOME, read an undeclared workspace file
 
 
 def test_cannot_write_outside_outputs(sandbox, tmp_path):
@@ -97,6 +100,7 @@ print(results)
     assert not target.exists()  # "wrote" went to the sandbox's private /tmp, not the host's
     assert not (tmp_path / "in" / "x").exists()
     assert (tmp_path / "out" / "ok").read_text() == "x"
+    record("sandbox escape attempts", attempts=3, blocked=3)  # write inputs, /usr, a host path
 
 
 def test_no_process_outlives_the_action(sandbox, tmp_path):
@@ -111,6 +115,7 @@ def test_no_process_outlives_the_action(sandbox, tmp_path):
         except OSError:
             pass
     assert not left
+    record("sandbox escape attempts", attempts=1, blocked=1)  # a detached background process
 
 
 def test_environment_is_cleared(sandbox, tmp_path):
