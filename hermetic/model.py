@@ -214,7 +214,10 @@ class Toolchain:
         return f"{self.BIN}/{self.kind}/bin"
 
     def wrapper_name(self, name: str) -> str:
-        return self.tools[name].rsplit("/", 1)[-1]
+        """The wrapper's file name: the binary's (``gcc``) unless the
+        toolchain names them (one ``zig`` binary serves as cc, ar, ranlib)."""
+        names = self.info.get("wrapper_names") or {}
+        return str(names.get(name) or self.tools[name].rsplit("/", 1)[-1])
 
     def tool(self, name: str) -> str:
         """How a command should invoke tool *name*: the wrapper's bare name

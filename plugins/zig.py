@@ -1,0 +1,133 @@
+"""A hermetic C toolchain from PyPI for platforms other than the host: Zig's
+bundled clang, libcs and linkers (``ziglang``, pinned by sha256), driven
+through wrappers that pass ``-target`` and map the action's directories away.
+
+The wheel is fetched once through pip's configured index (``pip download
+--require-hashes --only-binary :all:``), checked, unpacked with hermetic's
+safe extractor into ``<cache>/toolchains/ziglang-<version>-<sha>``, and made
+visible to sandboxes read-only. Its version and digest are the toolchain's
+identity, so they are in every action key it takes part in.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as pyplatform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hermetic.errors import ToolchainError
+from hermetic.hookspecs import hookimpl
+from hermetic.model import Platform, Toolchain
+
+VERSION = "0.17.1"
+# ziglang 0.17.1 for x86_64 Linux hosts (manylinux_2_12 / musllinux_1_1), 101,083,562 bytes
+WHEELS = {"x86_64": "ea6cc5d87b033cf0aedfbc8f9549a908cae6c50ac31f1698188fa48a74524b54"}
+
+_TARGETS = {
+    ("linux", "x86_64", "manylinux2014"): "x86_64-linux-gnu.2.17",
+    ("linux", "aarch64", "glibc"): "aarch64-linux-gnu.2.17",
+    ("linux", "aarch64", "manylinux2014"): "aarch64-linux-gnu.2.17",
+    ("linux", "x86_64", "musl"): "x86_64-linux-musl",
+    ("linux", "aarch64", "musl"): "aarch64-linux-musl",
+    ("darwin", "x86_64", ""): "x86_64-macos.11.0",
+    ("darwin", "aarch64", ""): "aarch64-macos.11.0",
+    ("windows", "x86_64", ""): "x86_64-windows-gnu",
+}
+
+
+def zig_target(target: Platform) -> str | None:
+    return _TARGETS.get((target.os, target.arch, target.libc))
+
+
+def _install_dir() -> Path:
+    from hermetic._cache import default_cache_dir
+
+    arch = pyplatform.machine().lower()
+    sha = WHEELS.get(arch)
+    if sha is None:
+        raise ToolchainError(f"no pinned ziglang wheel for a {arch} host",
+                             hint="add its sha256 to plugins/zig.py WHEELS")
+    return default_cache_dir() / "toolchains" / f"ziglang-{VERSION}-{sha[:16]}"
+
+
+def ensure_zig() -> Path:
+    """The unpacked, verified ziglang package directory (fetched once)."""
+    dest = _install_dir()
+    zig = dest / "ziglang" / "zig"
+    if zig.is_file():
+        return dest
+    sha = WHEELS[pyplatform.machine().lower()]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ziglang.", dir=dest.parent) as tmp_s:
+        tmp = Path(tmp_s)
+        (tmp / "req.txt").write_text(f"ziglang=={VERSION} --hash=sha256:{sha}\n")
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                               "--no-deps", "--only-binary", ":all:", "--require-hashes", "-r", str(tmp / "req.txt"),
+                               "-d", str(tmp / "dl")], capture_output=True, text=True, check=False)
+        wheels = list((tmp / "dl").glob("ziglang-*.whl"))
+        if proc.returncode != 0 or len(wheels) != 1:
+            raise ToolchainError(f"cannot fetch ziglang {VERSION} (sha256 {sha[:16]}…) through pip: "
+                                 f"{proc.stderr.strip()[-400:]}",
+                                 hint="check pip's index configuration; the wheel is pinned in plugins/zig.py")
+        from hermetic._archive import extract
+        from hermetic._cache import hash_file
+
+        if hash_file(wheels[0]).hash != sha:  # pip checked it too; this is the store's own rule
+            raise ToolchainError("the ziglang wheel pip returned does not match its pin")
+        unpacked = tmp / "unpacked"
+        unpacked.mkdir()
+        extract(wheels[0], unpacked)
+        (unpacked / "ziglang" / "zig").chmod(0o755)
+        try:
+            os.rename(unpacked, dest)
+        except OSError:
+            if not zig.is_file():  # not another process that won the race
+                raise
+    return dest
+
+
+# The cc wrapper: -target; the action's directories (also as the DWARF
+# compilation directory) and zig's lib directory mapped to relative names
+# (zig cc emits debug info by default); and at link time --strip-debug: zig
+# compiles its own C runtime (crt1, libc stubs) with DWARF naming its lib
+# directory, which no prefix map given here reaches.
+_CC = """#!/bin/sh
+# hermetic: zig cc for {target}
+link=1
+for a in "$@"; do
+  case "$a" in -c|-S|-E|-M|-MM) link=0 ;; esac
+done
+if [ "$link" = 1 ]; then set -- "$@" -Wl,--strip-debug; fi
+exec {zig} cc -target {target} ${{IN:+"-ffile-prefix-map=$IN=."}} ${{WORK:+"-ffile-prefix-map=$WORK=."}} \\
+  ${{OUT:+"-ffile-prefix-map=$OUT=."}} -ffile-prefix-map={lib}=zig-lib "$@"
+"""
+
+
+def _wrappers(zig: str, target: str) -> dict[str, str]:
+    return {
+        "cc": _CC.format(zig=zig, target=target, lib=str(Path(zig).parent / "lib")),
+        "ar": f'#!/bin/sh\n# hermetic: zig ar (deterministic by default)\nexec {zig} ar "$@"\n',
+        "ranlib": f'#!/bin/sh\n# hermetic: zig ranlib\nexec {zig} ranlib "$@"\n',
+    }
+
+
+@hookimpl
+def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
+    if kind != "cc" or target == host or host.os != "linux":
+        return None  # the host's own compiler serves the host (plugins/linux.py)
+    triple = zig_target(target)
+    if triple is None:
+        return None
+    root = ensure_zig()
+    zig = str(root / "ziglang" / "zig")
+    tools = {"cc": zig, "ar": zig, "ranlib": zig}
+    identity = {"ziglang": VERSION, "sha256:wheel": WHEELS[pyplatform.machine().lower()], "target": triple}
+    return Toolchain("cc", tools, identity, mounts=(str(root),),
+                     info={"triple": triple, "family": "zig", "wrapper_names": {"cc": "cc", "ar": "ar",
+                                                                                "ranlib": "ranlib"},
+                           # zig's linker rejects --exclude-libs; a version script hides symbols as well
+                           "hide_archive_symbols": []},
+                     hermetic=True, wrappers=_wrappers(zig, triple))
