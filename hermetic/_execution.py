@@ -387,10 +387,17 @@ class Executor:
         # volatile: not in the key
         env["HERMETIC_JOBS"] = str(v.jobs if v else min(action.cpus, self.jobs))
         mounts = sorted({m for t in action.toolchains for m in t.mounts})
+        binds = []
+        for tc in action.toolchains:
+            if tc.root:  # volatile like HERMETIC_JOBS: the key holds the toolchain's identity, not its place
+                inside = tc.root if self.sandbox.name == "none" else \
+                    f"{layout.inputs.rsplit('/', 1)[0]}/toolchains/{tc.kind}"
+                binds.append((tc.root, inside))
+                env[tc.root_env] = inside
         log = staging / "log"
         t0 = time.monotonic()
         done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
-                                               tuple(mounts), log, variation=v))
+                                               tuple(mounts), log, variation=v, binds=tuple(binds)))
         secs = time.monotonic() - t0
         if done.exit_code != 0:
             free = _free_bytes(staging)

@@ -194,6 +194,11 @@ class Toolchain:
     info: dict[str, Any] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
     hermetic: bool = False
     wrappers: dict[str, str] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
+    #: a host directory holding the whole toolchain (a fetched package): the
+    #: sandbox shows it at a place of its choosing, exported to the action as
+    #: ``$HERMETIC_TOOLCHAIN_<KIND>``; ``tools`` are then relative to it, so
+    #: where this machine keeps it is in no key
+    root: str = attrs.field(default="", eq=False)
 
     BIN: ClassVar[str] = ".toolchains"
 
@@ -207,6 +212,10 @@ class Toolchain:
         if self.wrappers:
             data["wrappers"] = self.wrappers
         return sha256_json(data)
+
+    @property
+    def root_env(self) -> str:
+        return f"HERMETIC_TOOLCHAIN_{self.kind.upper()}"
 
     @property
     def bin_dir(self) -> str:

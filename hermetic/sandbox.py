@@ -79,6 +79,8 @@ class SandboxRequest:
     log: Path | None = None
     timeout: float | None = None
     variation: Variation | None = None
+    #: (host directory, where the command sees it): read-only toolchain roots
+    binds: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen

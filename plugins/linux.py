@@ -221,6 +221,8 @@ class BwrapSandbox:
                  "--bind", str(request.work), f"{root}/work"]
         for m in request.mounts:
             argv += ["--ro-bind", m, m]
+        for host_dir, inside in request.binds:
+            argv += ["--ro-bind", host_dir, inside]
         argv += ["--chdir", f"{root}/work", "--clearenv"]
         env = dict(request.env)
         if v is not None:

@@ -101,14 +101,16 @@ for a in "$@"; do
   case "$a" in -c|-S|-E|-M|-MM) link=0 ;; esac
 done
 if [ "$link" = 1 ]; then set -- "$@" -Wl,--strip-debug; fi
-exec {zig} cc -target {target} ${{IN:+"-ffile-prefix-map=$IN=."}} ${{WORK:+"-ffile-prefix-map=$WORK=."}} \\
-  ${{OUT:+"-ffile-prefix-map=$OUT=."}} -ffile-prefix-map={lib}=zig-lib "$@"
+zig="$HERMETIC_TOOLCHAIN_CC/ziglang/zig"
+exec "$zig" cc -target {target} ${{IN:+"-ffile-prefix-map=$IN=."}} ${{WORK:+"-ffile-prefix-map=$WORK=."}} \\
+  ${{OUT:+"-ffile-prefix-map=$OUT=."}} "-ffile-prefix-map=$HERMETIC_TOOLCHAIN_CC/ziglang/lib=zig-lib" "$@"
 """
 
 
-def _wrappers(zig: str, target: str) -> dict[str, str]:
+def _wrappers(target: str) -> dict[str, str]:
+    zig = '"$HERMETIC_TOOLCHAIN_CC/ziglang/zig"'  # wherever the sandbox shows the package
     return {
-        "cc": _CC.format(zig=zig, target=target, lib=str(Path(zig).parent / "lib")),
+        "cc": _CC.format(target=target),
         "ar": f'#!/bin/sh\n# hermetic: zig ar (deterministic by default)\nexec {zig} ar "$@"\n',
         "ranlib": f'#!/bin/sh\n# hermetic: zig ranlib\nexec {zig} ranlib "$@"\n',
     }
@@ -122,12 +124,11 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     if triple is None:
         return None
     root = ensure_zig()
-    zig = str(root / "ziglang" / "zig")
-    tools = {"cc": zig, "ar": zig, "ranlib": zig}
+    tools = {"cc": "ziglang/zig", "ar": "ziglang/zig", "ranlib": "ziglang/zig"}  # relative to root
     identity = {"ziglang": VERSION, "sha256:wheel": WHEELS[pyplatform.machine().lower()], "target": triple}
-    return Toolchain("cc", tools, identity, mounts=(str(root),),
+    return Toolchain("cc", tools, identity, root=str(root),
                      info={"triple": triple, "family": "zig", "wrapper_names": {"cc": "cc", "ar": "ar",
                                                                                 "ranlib": "ranlib"},
                            # zig's linker rejects --exclude-libs; a version script hides symbols as well
                            "hide_archive_symbols": []},
-                     hermetic=True, wrappers=_wrappers(zig, triple))
+                     hermetic=True, wrappers=_wrappers(triple))

@@ -41,3 +41,14 @@ def test_depset_order_and_dedup():
     b = DepSet([3, 2], transitive=[a])
     c = DepSet([0], transitive=[b, a])
     assert c.to_list() == [0, 3, 2, 1]
+
+
+def test_where_a_toolchain_package_lives_is_in_no_key():
+    from hermetic.model import Toolchain
+
+    def tc(root: str) -> Toolchain:
+        return Toolchain("cc", {"cc": "ziglang/zig"}, {"ziglang": "0.17.1", "sha256:wheel": "ab" * 32},
+                         root=root, wrappers={"cc": '#!/bin/sh\nexec "$HERMETIC_TOOLCHAIN_CC/ziglang/zig" cc "$@"\n'})
+
+    assert tc("/home/alice/.cache/hermetic/toolchains/z").fingerprint == tc("/srv/ci/cache/toolchains/z").fingerprint
+    assert tc("/a").root_env == "HERMETIC_TOOLCHAIN_CC"
