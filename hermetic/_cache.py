@@ -158,8 +158,10 @@ class Store:
             return
         os.unlink(tmp)
 
-    def put_bytes(self, data: bytes) -> Digest:
-        d = Digest.of_bytes(data)
+    def put_bytes(self, data: bytes, *, digest: Digest | None = None) -> Digest:
+        """Add *data*; *digest*, if the caller has just computed it, is not
+        computed again."""
+        d = digest or Digest.of_bytes(data)
         if self.has_blob(d):
             return d
         try:

@@ -517,7 +517,7 @@ class RemoteCache:
             if Digest.of_bytes(data) != d:
                 self._corrupt(label, f"blob {d.hash[:12]}… from the remote does not match its digest")
                 return False
-            self.store.put_bytes(data)
+            self.store.put_bytes(data, digest=d)  # just checked: not hashed twice
         return True
 
     # -- writing -------------------------------------------------------------

@@ -106,17 +106,19 @@ class Session:
                 reason="no-sandbox")
         return sb
 
+    def _fetch_resolver(self) -> FetchResolver:
+        registry = FetcherRegistry()
+        self.hooks.register_fetchers(registry)
+        return FetchResolver(self.store, registry, self.distdirs, report=self.report)
+
     def build(self, labels: Sequence[Label], *, use_cache: bool = True, materialize: bool = True) -> BuildResult:
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
-        registry = FetcherRegistry()
-        self.hooks.register_fetchers(registry)
         store = self.store
         remote = self.remote() if use_cache else None
         with store.locked():
-            ex = Executor(store=store, sandbox=self.sandbox(),
-                          fetcher=FetchResolver(store, registry, self.distdirs, report=self.report),
+            ex = Executor(store=store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
                           sources=analysis.sources, jobs=self.jobs, keep_going=self.keep_going,
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
                           use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get)
@@ -147,8 +149,6 @@ class Session:
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
-        registry = FetcherRegistry()
-        self.hooks.register_fetchers(registry)
         store = self.store
         sandbox = self.sandbox()
         ran: set[str] = set()
@@ -159,8 +159,7 @@ class Session:
             self.report(event, **data)
 
         with store.locked():
-            fetcher = FetchResolver(store, registry, self.distdirs, report=self.report)
-            common = dict(store=store, sandbox=sandbox, fetcher=fetcher, sources=analysis.sources,
+            common = dict(store=store, sandbox=sandbox, fetcher=self._fetch_resolver(), sources=analysis.sources,
                           jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch)
             ref = Executor(**common, report=track, goals=goals, remote=self.remote(),  # type: ignore[arg-type]
                            producer=graph.producer.get)

@@ -21,7 +21,6 @@ from hermetic.errors import RemoteError
 from hermetic.model import canonical_json
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-KeyError_ = RemoteError
 
 
 @attrs.frozen
@@ -37,7 +36,7 @@ class PublicKey:
         except ValueError:
             raw = b""
         if not sep or not _NAME.match(name) or len(raw) != 32:
-            raise KeyError_(f'{where} "{text.strip()[:60]}" is not a public key',
+            raise RemoteError(f'{where} "{text.strip()[:60]}" is not a public key',
                             hint='public keys look like "name:<base64 of 32 bytes>" (hermetic cache keygen prints one)')
         return cls(name, raw)
 
@@ -55,7 +54,7 @@ class SecretKey:
         try:
             text = Path(path).read_text().strip()
         except OSError as exc:
-            raise KeyError_(f"cannot read the signing key {path}: {exc.strerror}",
+            raise RemoteError(f"cannot read the signing key {path}: {exc.strerror}",
                             hint="create one with `hermetic cache keygen NAME`") from exc
         name, sep, b64 = text.partition(":")
         try:
@@ -63,7 +62,7 @@ class SecretKey:
         except ValueError:
             seed = b""
         if not sep or not _NAME.match(name) or len(seed) != 32:
-            raise KeyError_(f"{path} is not a hermetic signing key",
+            raise RemoteError(f"{path} is not a hermetic signing key",
                             hint="create one with `hermetic cache keygen NAME`")
         return cls(name, seed)
 
@@ -83,10 +82,10 @@ class SecretKey:
 def generate(name: str, directory: Path) -> tuple[Path, PublicKey]:
     """Write ``NAME.secret`` (mode 600) and ``NAME.pub`` into *directory*."""
     if not _NAME.match(name):
-        raise KeyError_(f'"{name}" is not a key name', hint="use letters, digits, dot, dash, underscore")
+        raise RemoteError(f'"{name}" is not a key name', hint="use letters, digits, dot, dash, underscore")
     secret_path = directory / f"{name}.secret"
     if secret_path.exists():
-        raise KeyError_(f"{secret_path} already exists", hint="choose another name or directory; "
+        raise RemoteError(f"{secret_path} already exists", hint="choose another name or directory; "
                         "a signing key is never overwritten")
     directory.mkdir(parents=True, exist_ok=True)
     seed = os.urandom(32)
