@@ -16,7 +16,7 @@ import attrs
 from hermetic._buildfile import COMMON_ATTRS, TargetDecl, Workspace
 from hermetic.errors import (AnalysisError, BuildFileError, HermeticError, Location, ToolchainError,
                              did_you_mean)
-from hermetic.model import Action, Artifact, Label, Platform, Provider, Toolchain
+from hermetic.model import ANY, Action, Artifact, Label, Platform, Provider, Toolchain
 from hermetic.rules import Attr, DefaultInfo, RuleContext, RuleRegistry, Target
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -200,7 +200,7 @@ class Analyzer:
         self.sources[rel] = path
         return Artifact(rel)
 
-    def run(self, loaded: Loaded, roots: Iterable[Label]) -> Analysis:
+    def run(self, loaded: Loaded, roots: Iterable[Label], platform: Platform | None = None) -> Analysis:
         top: dict[Label, tuple[Artifact, ...]] = {}
         # analysis recurses along dependency chains (a few frames per level):
         # a graph 1,000 targets deep must not hit Python's default limit
@@ -209,8 +209,7 @@ class Analyzer:
         sys.setrecursionlimit(max(limit, 10 * len(loaded.decls) + 1000))
         try:
             for r in roots:
-                platform = self._platform_of(loaded.decls[r], self.host)
-                top[r] = self._analyze(loaded, r, platform).files
+                top[r] = self._analyze(loaded, r, self._platform_of(loaded.decls[r], platform or self.host)).files
         finally:
             sys.setrecursionlimit(limit)
         return Analysis(self.actions, self.sources, self.providers, top)
@@ -220,17 +219,19 @@ class Analyzer:
         return Platform.parse(p) if isinstance(p, str) else inherited
 
     def _analyze(self, loaded: Loaded, label: Label, platform: Platform) -> Target:
-        key = (label, platform)
-        if key in self.providers:
-            return Target(label, self.providers[key])
         decl = loaded.decls[label]
         rule = self.registry.get(decl.rule)
         assert rule is not None
+        if rule.platform_independent:
+            platform = ANY
+        key = (label, platform)
+        if key in self.providers:
+            return Target(label, self.providers[key])
         values: dict[str, Any] = {}
         for name, spec in rule.attrs.items():
             raw = decl.values.get(name, spec.default)
             values[name] = self._resolve(loaded, decl, spec, raw, platform)
-        ctx = RuleContext(label, rule, values, platform, self.toolchain, self.source, decl.where)
+        ctx = RuleContext(label, rule, values, platform, self.toolchain, self.source, decl.where, self.host)
         try:
             providers = list(rule.impl(ctx))
         except (AnalysisError, ToolchainError):
@@ -246,6 +247,8 @@ class Analyzer:
 
     def _resolve(self, loaded: Loaded, decl: TargetDecl, spec: Attr, raw: Any, platform: Platform) -> Any:
         pkg = decl.label.package
+        if spec.cfg == "exec":
+            platform = self.host
         if spec.type == "label":
             if raw is None:
                 return None

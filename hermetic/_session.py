@@ -39,7 +39,8 @@ class Session:
     def __init__(self, cwd: Path | None = None, *, cache_dir: Path | None = None, output_dir: Path | None = None,
                  sandbox: str = "auto", distdirs: Sequence[Path] = (), jobs: int | None = None,
                  keep_going: bool = False, report: Report | None = None, plugins: Sequence[Any] = (),
-                 load_entry_points: bool = True, remote: Mapping[str, Any] | None = None) -> None:
+                 load_entry_points: bool = True, remote: Mapping[str, Any] | None = None,
+                 platform: str | Platform | None = None) -> None:
         self.cwd = (cwd or Path.cwd()).resolve()
         self.root = find_workspace(self.cwd)
         self.ws = Workspace(self.root)
@@ -58,6 +59,8 @@ class Session:
             raise HermeticError("no plugin knows this host platform", reason="no-host-platform",
                                 hint="install hermetic's platform plugins (pip install -e .)")
         self.host: Platform = host
+        #: what to build for, unless a target says otherwise (--platform)
+        self.platform: Platform = Platform.parse(platform) if isinstance(platform, str) else (platform or host)
         self._store: Store | None = None
         self.remote_cli = dict(remote or {})
         self._remote: Any = None
@@ -81,7 +84,7 @@ class Session:
         loaded = load(self.ws, self.registry, labels)
         analyzer = Analyzer(self.ws, self.registry,
                             lambda kind, plat: self.hooks.toolchain(kind, plat, self.host), self.host)
-        analysis = analyzer.run(loaded, labels)
+        analysis = analyzer.run(loaded, labels, self.platform)
         return analysis, ActionGraph(analysis.actions)
 
     def remote(self) -> Any:

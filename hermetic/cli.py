@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--distdir", type=Path, action="append", default=[],
                    help="a directory of pinned downloads to use before any mirror or URL")
     b.add_argument("-v", "--verbose", action="store_true", help="also list actions served from the cache")
+    b.add_argument("--platform", metavar="PLATFORM",
+                   help="the platform to build for (default: the host's); a target's own platform attribute "
+                        "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
+                        "macos-x86_64, windows-x86_64")
     _remote_options(b)
 
     v = sub.add_parser("verify", help="rebuild without the cache, under varied conditions, and compare",
@@ -94,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs of the first build")
     v.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     v.add_argument("--distdir", type=Path, action="append", default=[])
+    v.add_argument("--platform", metavar="PLATFORM",
+                   help="the platform to build for (default: the host's); a target's own platform attribute "
+                        "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
+                        "macos-x86_64, windows-x86_64")
     _remote_options(v)
 
     q = sub.add_parser("query", help="inspect the target graph")
@@ -103,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", help="print a target's action graph")
     g.add_argument("target")
     g.add_argument("--format", choices=["dot", "json"], default="dot")
+    g.add_argument("--platform", metavar="PLATFORM",
+                   help="the platform to build for (default: the host's); a target's own platform attribute "
+                        "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
+                        "macos-x86_64, windows-x86_64")
 
     c = sub.add_parser("clean", help="remove the output directory")
     c.add_argument("--expunge", action="store_true", help="also delete the local cache")
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 def _session(args: argparse.Namespace, **kw: Any):  # type: ignore[no-untyped-def]
     from hermetic._session import Session
 
-    return Session(args.directory, cache_dir=args.cache_dir, **kw)
+    return Session(args.directory, cache_dir=args.cache_dir, platform=getattr(args, "platform", None), **kw)
 
 
 def _run(args: argparse.Namespace) -> ExitCode:

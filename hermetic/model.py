@@ -48,6 +48,11 @@ class Label:
         return f"//{self.package}:{self.name}"
 
 
+_OS_ALIASES = {"macos": "darwin", "macosx": "darwin", "osx": "darwin", "win": "windows", "win32": "windows"}
+_ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+_LIBC_OS = {"musllinux": "musl", "manylinux2014": "manylinux2014"}
+
+
 @attrs.frozen(order=True)
 class Platform:
     """What code is built for (or on): os, cpu, libc."""
@@ -58,18 +63,37 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """``linux-x86_64`` or ``linux-x86_64-musl``."""
-        parts = text.split("-")
-        if len(parts) == 2:
-            return cls(parts[0], parts[1], "glibc" if parts[0] == "linux" else "")
-        if len(parts) == 3:
-            return cls(parts[0], parts[1], parts[2])
-        raise LabelError(f'"{text}" is not a platform', hint='use "os-arch", e.g. "linux-x86_64"')
+        """``os-arch[-libc]``: ``linux-x86_64``, ``linux-x86_64-musl``,
+        ``linux-aarch64-manylinux2014``, ``darwin-aarch64``, ``windows-x86_64``.
+        Wheel-style spellings are accepted too: ``macos-arm64``,
+        ``musllinux-x86_64``, ``manylinux2014-x86_64``, ``win-amd64``."""
+        parts = text.strip().lower().split("-")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise LabelError(f'"{text}" is not a platform',
+                             hint='use "os-arch[-libc]", e.g. "linux-x86_64", "linux-x86_64-musl", "darwin-aarch64"')
+        os_, arch = _OS_ALIASES.get(parts[0], parts[0]), _ARCH_ALIASES.get(parts[1], parts[1])
+        libc = parts[2] if len(parts) == 3 else ""
+        if os_ in _LIBC_OS:  # musllinux-x86_64, manylinux2014-x86_64
+            if libc:
+                raise LabelError(f'"{text}" names its libc twice', hint=f'use "linux-{arch}-{_LIBC_OS[os_]}"')
+            os_, libc = "linux", _LIBC_OS[os_]
+        if os_ == "linux" and not libc:
+            libc = "glibc"
+        return cls(os_, arch, libc)
+
+    @property
+    def is_any(self) -> bool:
+        return self.os == "any"
 
     def __str__(self) -> str:
         if self.libc and self.libc != "glibc":
             return f"{self.os}-{self.arch}-{self.libc}"
         return f"{self.os}-{self.arch}"
+
+
+#: the platform of targets whose outputs are the same whatever is built for
+#: (fetched sources, pinned wheels, file groups): analysed once, shared
+ANY = Platform("any", "any")
 
 
 @attrs.frozen(order=True)

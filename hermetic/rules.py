@@ -79,6 +79,9 @@ class Attr:
     default: Any = None
     doc: str = ""
     providers: tuple[type, ...] = attrs.field(converter=tuple, default=())
+    #: "target": deps are built for the depending target's platform;
+    #: "exec": for the host, because an action runs them (Bazel's cfg)
+    cfg: str = "target"
 
     @property
     def is_dep(self) -> bool:
@@ -101,11 +104,13 @@ class _AttrFactory:
     def int(self, *, default: int = 0, doc: str = "") -> Attr:
         return Attr("int", False, default, doc)
 
-    def label(self, *, mandatory: bool = False, providers: Sequence[type] = (), doc: str = "") -> Attr:
-        return Attr("label", mandatory, None, doc, providers)
+    def label(self, *, mandatory: bool = False, providers: Sequence[type] = (), doc: str = "",
+              cfg: str = "target") -> Attr:
+        return Attr("label", mandatory, None, doc, providers, cfg)
 
-    def label_list(self, *, mandatory: bool = False, providers: Sequence[type] = (), doc: str = "") -> Attr:
-        return Attr("label_list", mandatory, (), doc, providers)
+    def label_list(self, *, mandatory: bool = False, providers: Sequence[type] = (), doc: str = "",
+                   cfg: str = "target") -> Attr:
+        return Attr("label_list", mandatory, (), doc, providers, cfg)
 
     def files(self, *, mandatory: bool = False, doc: str = "") -> Attr:
         return Attr("files", mandatory, (), doc)
@@ -123,6 +128,9 @@ class Rule:
     attrs: Mapping[str, Attr] = attrs.field(factory=dict, eq=False)
     doc: str = ""
     plugin: str = ""
+    #: its outputs do not depend on the target platform (a fetch, a file
+    #: group): analysed once for every platform that needs it
+    platform_independent: bool = False
 
 
 @final
@@ -143,12 +151,14 @@ class RuleRegistry:
         self._rules[rule.name] = rule
 
     def rule(
-        self, name: str, *, attrs: Mapping[str, Attr] | None = None, doc: str = ""
+        self, name: str, *, attrs: Mapping[str, Attr] | None = None, doc: str = "",
+        platform_independent: bool = False,
     ) -> Callable[[Callable[[RuleContext], Sequence[Provider]]], Callable[[RuleContext], Sequence[Provider]]]:
         """Decorator form of :meth:`add`."""
 
         def deco(fn: Callable[[RuleContext], Sequence[Provider]]) -> Callable[[RuleContext], Sequence[Provider]]:
-            self.add(Rule(name, fn, dict(attrs or {}), doc or (fn.__doc__ or "").strip(), fn.__module__))
+            self.add(Rule(name, fn, dict(attrs or {}), doc or (fn.__doc__ or "").strip(), fn.__module__,
+                          platform_independent))
             return fn
 
         return deco
@@ -295,11 +305,15 @@ class RuleContext:
         resolve_toolchain: ToolchainResolver,
         source_files: Callable[[Path], Artifact],
         where: Location | None = None,
+        host: Platform | None = None,
     ) -> None:
         self.label = label
         self.rule = rule
         self.attr = _AttrView(attrs_)
         self.platform = platform
+        #: the platform hermetic runs on: where build tools (the Python that
+        #: runs code generators, packagers) come from
+        self.host = host or platform
         self.where = where
         self.actions = Actions(self)
         self._resolve_toolchain = resolve_toolchain
@@ -315,14 +329,30 @@ class RuleContext:
         """The *kind* toolchain for this target's platform."""
         return self._resolve_toolchain(kind, self.platform)
 
+    def exec_toolchain(self, kind: str) -> Toolchain:
+        """The *kind* toolchain that runs on the host and builds for it: for
+        tools an action runs (a code generator, the wheel packer), whatever
+        the target platform is."""
+        return self._resolve_toolchain(kind, self.host)
+
+    @property
+    def output_dir(self) -> str:
+        """Where this target's outputs go: ``out/<package>/<name>`` for the
+        host platform and platform-independent targets, under
+        ``out/<platform>/`` for any other platform (Bazel's configuration
+        directory), so one target built for six platforms has six places."""
+        parts = ["out"]
+        if not self.platform.is_any and self.platform != self.host:
+            parts.append(str(self.platform))
+        return "/".join(p for p in (*parts, self.label.package, self.label.name) if p)
+
     def declare_output(self, name: str, *, tree: bool = False) -> Artifact:
         """A new file (or, with *tree*, directory) this target produces."""
         if name in self._outputs:
             raise self.error(f'output "{name}" declared twice')
         if not name or name.startswith("/") or ".." in name.split("/"):
             raise self.error(f'output name "{name}" must be a relative path inside the target')
-        base = "/".join(p for p in ("out", self.label.package, self.label.name) if p)
-        art = Artifact(f"{base}/{name}", tree, self.label)
+        art = Artifact(f"{self.output_dir}/{name}", tree, self.label)
         self._outputs[name] = art
         return art
 

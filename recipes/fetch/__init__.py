@@ -135,7 +135,7 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "fingerprint": attr.string(doc="the key's primary fingerprint"),
         "source_date_epoch": attr.int(doc="the release's date (Unix time): the SOURCE_DATE_EPOCH of builds "
                                           "from this source, instead of the workspace's"),
-    }, doc="A pinned, verified source archive, extracted.")(_archive)
+    }, doc="A pinned, verified source archive, extracted.", platform_independent=True)(_archive)
     registry.rule("python_wheel", attrs={
         "distribution": attr.string(mandatory=True),
         "version": attr.string(mandatory=True),
