@@ -390,7 +390,7 @@ class Executor:
         binds = []
         for tc in action.toolchains:
             if tc.root:  # volatile like HERMETIC_JOBS: the key holds the toolchain's identity, not its place
-                inside = tc.root if self.sandbox.name == "none" else \
+                inside = tc.root if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) else \
                     f"{layout.inputs.rsplit('/', 1)[0]}/toolchains/{tc.kind}"
                 binds.append((tc.root, inside))
                 env[tc.root_env] = inside
@@ -413,7 +413,7 @@ class Executor:
                 output_tail=_tail(log), hint="see the command and output above",
                 reason="action-failed")
         outputs: dict[str, Entry] = {}
-        prefix = "/".join(p for p in ("out", action.owner.package, action.owner.name) if p) + "/"
+        prefix = action.output_dir + "/"
         for out in action.outputs:
             host = dirs[1] / out.path[len(prefix):]
             if out.is_tree:

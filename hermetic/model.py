@@ -51,6 +51,7 @@ class Label:
 _OS_ALIASES = {"macos": "darwin", "macosx": "darwin", "osx": "darwin", "win": "windows", "win32": "windows"}
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 _LIBC_OS = {"musllinux": "musl", "manylinux2014": "manylinux2014"}
+_LINUX_LIBCS = ("glibc", "musl", "manylinux2014")
 
 
 @attrs.frozen(order=True)
@@ -79,6 +80,10 @@ class Platform:
             os_, libc = "linux", _LIBC_OS[os_]
         if os_ == "linux" and not libc:
             libc = "glibc"
+        if os_ == "linux" and libc not in _LINUX_LIBCS:
+            raise LabelError(f'"{text}": unknown libc "{libc}"', hint=f"use one of {', '.join(_LINUX_LIBCS)}")
+        if os_ in ("darwin", "windows") and libc:
+            raise LabelError(f'"{text}": {os_} has no libc variants', hint=f'use "{os_}-{arch}"')
         return cls(os_, arch, libc)
 
     @property
@@ -179,10 +184,18 @@ class Action:
     toolchains: tuple[Toolchain, ...] = attrs.field(converter=tuple, default=())
     cpus: int = 1
     platform: Platform | None = None
+    #: the configuration directory of a target built for a platform other
+    #: than the host's (same as in its output paths); "" otherwise
+    config: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.owner}#{self.mnemonic}"
+        return f"{self.owner}#{self.mnemonic}" + (f"@{self.config}" if self.config else "")
+
+    @property
+    def output_dir(self) -> str:
+        """Where its owner's outputs live: what ``$OUT`` stands for."""
+        return "/".join(p for p in ("out", self.config, self.owner.package, self.owner.name) if p)
 
     def describe(self) -> str:
         return f"{self.mnemonic} {self.owner}"

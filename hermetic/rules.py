@@ -194,6 +194,10 @@ class Target:
     def get(self, key: type[T]) -> T | None:
         return self._providers.get(key)  # type: ignore[return-value]
 
+    @property
+    def providers(self) -> tuple[Provider, ...]:
+        return tuple(self._providers.values())
+
     def __contains__(self, key: type) -> bool:
         return key in self._providers
 
@@ -336,15 +340,18 @@ class RuleContext:
         return self._resolve_toolchain(kind, self.host)
 
     @property
+    def config(self) -> str:
+        """The configuration directory name: the platform, unless it is the
+        host's or the target is platform-independent ("")."""
+        return "" if self.platform.is_any or self.platform == self.host else str(self.platform)
+
+    @property
     def output_dir(self) -> str:
         """Where this target's outputs go: ``out/<package>/<name>`` for the
         host platform and platform-independent targets, under
         ``out/<platform>/`` for any other platform (Bazel's configuration
         directory), so one target built for six platforms has six places."""
-        parts = ["out"]
-        if not self.platform.is_any and self.platform != self.host:
-            parts.append(str(self.platform))
-        return "/".join(p for p in (*parts, self.label.package, self.label.name) if p)
+        return "/".join(p for p in ("out", self.config, self.label.package, self.label.name) if p)
 
     def declare_output(self, name: str, *, tree: bool = False) -> Artifact:
         """A new file (or, with *tree*, directory) this target produces."""
@@ -365,6 +372,8 @@ class RuleContext:
         return AnalysisError(f"target {self.label}: {message}", hint=hint, where=self.where)
 
     def _add(self, action: Action) -> Action:
+        if self.config:
+            action = attrs.evolve(action, config=self.config)
         for out in action.outputs:
             if out.owner != self.label or out.path not in {a.path for a in self._outputs.values()}:
                 raise self.error(f"action {action.mnemonic} writes {out.path}, which this target did not declare")

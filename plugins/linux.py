@@ -32,14 +32,30 @@ def hermetic_host_platform() -> Platform | None:
     return _host()
 
 
+# The extension-module conventions for Linux targets (any libc, any host):
+# an ELF shared object named *.abi3.so, exporting only PyInit_<name> (a
+# version script: works with GNU ld and with zig's lld, unlike
+# --exclude-libs), full RELRO, a build id from the content.
+_PYEXT = {
+    "os": "linux", "format": "elf", "ext_suffix": ".abi3.so", "pyconfig": "generate",
+    "link": ["-shared", "-Wl,-z,relro,-z,now", "-Wl,--build-id=sha1"], "exports": "version-script",
+    "tag": "linux",
+}
+
+
 @hookimpl
 def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
+    if kind == "pyext" and target.os == "linux":
+        return Toolchain("pyext", {}, {"conventions": "linux-1", "libc": target.libc}, info=dict(_PYEXT),
+                         hermetic=True)
     if host.os != "linux" or target != host:
         return None  # cross toolchains are other plugins' business
     if kind == "cc":
         return _gcc()
     if kind == "python":
         return _python()
+    if kind == "make":
+        return _make()
     return None
 
 
@@ -116,6 +132,23 @@ def _gcc_wrappers(tools: dict[str, str]) -> dict[str, str]:
         if name in tools:
             wrappers[name] = template.format(name=Path(tools[name]).name, path=tools[name])
     return wrappers
+
+
+def _make() -> Toolchain | None:
+    """make and perl: build tools an action runs on the host (OpenSSL's
+    Configure and Makefile), whichever compiler it drives."""
+    tools = {t: p for t in ("make", "perl") if (p := _which(t))}
+    if len(tools) < 2:
+        return None
+    real = [os.path.realpath(p) for p in tools.values()]
+
+    def probe() -> dict[str, Any]:
+        identity = {f"sha256:{Path(p).name}": file_sha256(p) for p in real}
+        identity["version:make"] = run_probe([tools["make"], "--version"]).splitlines()[0]
+        identity["version:perl"] = run_probe([tools["perl"], "-e", "print $^V"])
+        return identity
+
+    return Toolchain("make", tools, probe_cached("linux-make", real, probe), hermetic=False)
 
 
 # -- python --------------------------------------------------------------------

@@ -26,6 +26,9 @@ VERSION = "0.17.1"
 # ziglang 0.17.1 for x86_64 Linux hosts (manylinux_2_12 / musllinux_1_1), 101,083,562 bytes
 WHEELS = {"x86_64": "ea6cc5d87b033cf0aedfbc8f9549a908cae6c50ac31f1698188fa48a74524b54"}
 
+#: the musl release ziglang 0.17.1 bundles (lib/libc/musl)
+MUSL = "1.2"
+
 _TARGETS = {
     ("linux", "x86_64", "manylinux2014"): "x86_64-linux-gnu.2.17",
     ("linux", "aarch64", "glibc"): "aarch64-linux-gnu.2.17",
@@ -109,11 +112,14 @@ exec "$zig" cc -target {target} ${{IN:+"-ffile-prefix-map=$IN=."}} ${{WORK:+"-ff
 
 def _wrappers(target: str) -> dict[str, str]:
     zig = '"$HERMETIC_TOOLCHAIN_CC/ziglang/zig"'  # wherever the sandbox shows the package
-    return {
+    wrappers = {
         "cc": _CC.format(target=target),
         "ar": f'#!/bin/sh\n# hermetic: zig ar (deterministic by default)\nexec {zig} ar "$@"\n',
         "ranlib": f'#!/bin/sh\n# hermetic: zig ranlib\nexec {zig} ranlib "$@"\n',
     }
+    if "windows" in target:  # import libraries from .def files (llvm-dlltool)
+        wrappers["dlltool"] = f'#!/bin/sh\n# hermetic: zig dlltool\nexec {zig} dlltool "$@"\n'
+    return wrappers
 
 
 @hookimpl
@@ -124,11 +130,10 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     if triple is None:
         return None
     root = ensure_zig()
-    tools = {"cc": "ziglang/zig", "ar": "ziglang/zig", "ranlib": "ziglang/zig"}  # relative to root
+    wrappers = _wrappers(triple)
+    tools = {name: "ziglang/zig" for name in wrappers}  # relative to root
     identity = {"ziglang": VERSION, "sha256:wheel": WHEELS[pyplatform.machine().lower()], "target": triple}
-    return Toolchain("cc", tools, identity, root=str(root),
-                     info={"triple": triple, "family": "zig", "wrapper_names": {"cc": "cc", "ar": "ar",
-                                                                                "ranlib": "ranlib"},
-                           # zig's linker rejects --exclude-libs; a version script hides symbols as well
-                           "hide_archive_symbols": []},
-                     hermetic=True, wrappers=_wrappers(triple))
+    info = {"triple": triple, "family": "zig", "wrapper_names": {name: name for name in wrappers}}
+    if target.libc == "musl":
+        info["musl"] = MUSL  # the musl zig links against: musllinux_<MUSL>
+    return Toolchain("cc", tools, identity, root=str(root), info=info, hermetic=True, wrappers=wrappers)

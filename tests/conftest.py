@@ -15,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = "//wheel:linux-x86_64"
+ALL_WHEELS = "//wheel:all"  # the six platforms
 
 # toolchain probes are cached under the cache dir: keep them out of ~/.cache
 _PROBE_DIR = os.environ.setdefault("HERMETIC_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) /
@@ -104,3 +105,31 @@ def warm_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, cwd=ws)
             (shared / ".done").write_text("ok")
     return store
+
+
+@pytest.fixture(scope="session")
+def all_wheels(warm_store: Path) -> Path:
+    """A workspace that built all six platform wheels in one invocation, on
+    top of the warm store (so the flagship's actions are shared, and each
+    other platform costs one cold OpenSSL build). Returns the workspace; its
+    build log is ``build.log`` beside it."""
+    shared = warm_store.parent
+    with open(shared / ".lock-all", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ws = shared / "ws-all"
+        if not (shared / ".done-all").exists():
+            shutil.rmtree(ws, ignore_errors=True)
+            copy_workspace(ws)
+            proc = hermetic_cli("--cache-dir", str(warm_store), "build", ALL_WHEELS, cwd=ws)
+            (shared / "build-all.log").write_text(proc.stdout + proc.stderr)
+            (shared / ".done-all").write_text("ok")
+    return ws
+
+
+def machine_paths_in(data: bytes, *extra: str) -> set[str]:
+    """Absolute paths of the build machine found in *data* (a binary): the
+    sandbox roots, home, the venv, /tmp, /usr ... and any *extra*."""
+    text = data.decode("latin-1")
+    machine = {str(Path.home()), sys.prefix, sys.base_prefix, "/hermetic/", "/build/", "/tmp/", "/root/",
+               "/home/", "/usr/", os.getcwd(), *extra}
+    return {m for m in machine if m in text}

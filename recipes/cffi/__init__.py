@@ -13,6 +13,7 @@ from hermetic.model import Artifact, Output, Provider
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 from recipes.fetch import PyWheelInfo
 from recipes.openssl import CcInfo
+from recipes.python import PyHeadersInfo
 
 HERE = Path(__file__).parent
 
@@ -26,17 +27,24 @@ class PyExtensionInfo(Provider):
     check: Artifact
     runtime_wheels: tuple[Artifact, ...] = ()
     library_version: str = ""
+    #: the wheel tag's interpreter and ABI parts (cp39, abi3)
+    python_tag: str = ""
+    abi_tag: str = ""
+    #: the platform conventions it was linked with (the pyext toolchain's info)
+    conventions: tuple[tuple[str, str], ...] = ()
 
 
 def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
-    python = ctx.toolchain("python")
+    pyext = ctx.toolchain("pyext")  # the platform plugin's conventions for extension modules
+    python = ctx.exec_toolchain("python")  # runs cffi and the checks, on the host
     module = ctx.attr.module
     leaf = module.rsplit(".", 1)[-1]
     if len(ctx.attr.cdef) != 1 or len(ctx.attr.source) != 1:
         raise ctx.error("cdef and source each name exactly one file")
     wheels = [t[PyWheelInfo] for t in ctx.attr.build_requires]
     libs = [t[CcInfo] for t in ctx.attr.deps]
+    headers = ctx.attr.python_headers[PyHeadersInfo]
 
     csrc = ctx.declare_output(f"{leaf}.c")
     paths: list[object] = []
@@ -49,44 +57,62 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
         inputs=[w.unpacked for w in wheels], outputs=[csrc], mnemonic="CffiGenerate", toolchains=[python])
 
     obj = ctx.declare_output(f"{leaf}.o")
-    includes = [i for lib in libs for i in lib.includes.to_list()]
-    argv: list[object] = [cc.tool("cc"), "-c", "-fPIC", "-O2", "-fvisibility=hidden", "-fno-ident",
-                          "-I", python.info["include"]]
+    includes = [headers.include, *(i for lib in libs for i in lib.includes.to_list())]
+    argv: list[object] = [cc.tool("cc"), "-c", *pyext.info.get("cflags", ["-fPIC"]), "-O2", "-fvisibility=hidden",
+                          "-fno-ident", f"-DPy_LIMITED_API={headers.hex_version}"]
     for inc in includes:
         argv += ["-I", inc]
     argv += [*ctx.attr.copts, csrc, "-o", Output(obj.name)]
     ctx.actions.run(argv, inputs=includes, outputs=[obj], mnemonic="CcCompile",  # type: ignore[arg-type]
-                    toolchains=[cc, python])
+                    toolchains=[cc])
 
-    exports = ctx.declare_output("exports.map")
-    ctx.actions.write(exports, f"{{\n  global: PyInit_{leaf};\n  local: *;\n}};\n")
-    so = ctx.declare_output(f"{leaf}{python.info['ext_suffix']}")
     archives = [a for lib in libs for a in lib.archives.to_list()]
-    link: list[object] = [cc.tool("cc"), "-shared", "-o", Output(so.name), obj,
-                          *archives,
-                          "-Wl,--exclude-libs,ALL", "-Xlinker", "--version-script", "-Xlinker", exports, "-Wl,-z,relro,-z,now",
-                          "-Wl,--build-id=sha1", "-pthread", *ctx.attr.linkopts]
-    ctx.actions.run(link, inputs=archives, outputs=[so], mnemonic="CcLink", toolchains=[cc])  # type: ignore[arg-type]
+    exports = pyext.info["exports"]
+    link_flags: list[object] = []
+    if exports == "version-script":  # ELF: only PyInit_ global, everything else local
+        vscript = ctx.declare_output("exports.map")
+        ctx.actions.write(vscript, f"{{\n  global: PyInit_{leaf};\n  local: *;\n}};\n")
+        link_flags += ["-Wl,--version-script", vscript]
+    elif exports == "def":  # PE: the module definition names the one export
+        deffile = ctx.declare_output(f"{leaf}.def")
+        ctx.actions.write(deffile, f"EXPORTS\n    PyInit_{leaf}\n")
+        link_flags += [deffile]
+    elif exports == "private-extern":  # Mach-O: the libraries' symbols become private extern first
+        hidden = [ctx.declare_output(f"hidden/{i}-{a.name}") for i, a in enumerate(archives)]
+        copies = "".join(f'cp "$IN/{a.path}" "$OUT/{h.name}"\n' for a, h in zip(archives, hidden))
+        ctx.actions.run(["/bin/sh", "-c", f'set -eu\nmkdir -p "$OUT/hidden"\n{copies}exec "$@"', "hide",
+                         python.tool("python"), "-I", "-S", ctx.tool_file(Path(pyext.info["helper"])),
+                         *(Output(h.name) for h in hidden)],
+                        inputs=archives, outputs=hidden, mnemonic="HideArchiveSymbols", toolchains=[python])
+        archives = hidden
+    else:
+        raise ctx.error(f"the {pyext.info.get('os')} plugin asks for exports = {exports!r}, which this rule "
+                        "does not know")
+    so = ctx.declare_output(f"{leaf}{pyext.info['ext_suffix']}")
+    # the libraries' own link dependencies (OpenSSL's EX_LIBS) come as response files
+    rsp = [lib.link_flags for lib in libs if lib.link_flags is not None]
+    script = 'exec "$@"' + "".join(f' @"$IN/{r.path}"' for r in rsp)
+    link: list[object] = ["/bin/sh", "-c", script, "link", cc.tool("cc"), *pyext.info["link"], "-o",
+                          Output(so.name), obj, *archives, *headers.libs, *link_flags, *ctx.attr.linkopts]
+    ctx.actions.run(link, inputs=[*archives, *headers.libs, *rsp], outputs=[so],  # type: ignore[arg-type]
+                    mnemonic="CcLink", toolchains=[cc])
 
-    check = ctx.declare_output("symbols.txt")
-    forbidden = "|".join(ctx.attr.forbid_needed)
-    script = "\n".join([
-        "set -eu",
-        'so="$1"; out="$2"',
-        'nm -D --defined-only "$so" | awk \'{print $NF}\' | sort > exported',
-        f'if grep -v -x "PyInit_{leaf}" exported >/dev/null; then',
-        '  echo "exported symbols other than PyInit_:"; grep -v -x "PyInit_' + leaf + '" exported | head -20; exit 1',
-        "fi",
-        "readelf -d \"$so\" | sed -n 's/.*(NEEDED).*\\[\\(.*\\)\\]/\\1/p' | sort > needed",
-        (f'if grep -E "{forbidden}" needed; then echo "links dynamically against the above"; exit 1; fi'
-         if forbidden else ":"),
-        '{ echo "exported:"; sed "s/^/  /" exported; echo "needed:"; sed "s/^/  /" needed; } > "$out"',
-    ])
-    ctx.actions.run(["/bin/sh", "-c", script, "check", so, Output(check.name)], outputs=[check],
-                    mnemonic="CheckSymbols", toolchains=[cc])
+    check = ctx.declare_output("binary.json")
+    inspect_paths: list[object] = []
+    for t in ctx.attr.inspect_requires:
+        inspect_paths += ["--path", t[PyWheelInfo].unpacked]
+    forbid: list[str] = []
+    for pattern in ctx.attr.forbid_needed:
+        forbid += ["--forbid-needed", pattern]
+    ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "inspect_binary.py"), *inspect_paths,
+                     "--allow", f"PyInit_{leaf}", *forbid, so, Output(check.name)],
+                    inputs=[t[PyWheelInfo].unpacked for t in ctx.attr.inspect_requires], outputs=[check],
+                    mnemonic="InspectBinary", toolchains=[python])
     version = next((lib.version for lib in libs if lib.version), "")
     return [PyExtensionInfo(module, so, check, tuple(w.wheel for w in wheels if w.distribution == "cffi"),
-                            version), DefaultInfo((so, check))]
+                            version, headers.python_tag, "abi3",
+                            (("tag", pyext.info["tag"]), ("musl", str(cc.info.get("musl", ""))))),
+            DefaultInfo((so, check))]
 
 
 @hookimpl
@@ -96,7 +122,11 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "cdef": attr.files(mandatory=True, doc="the cdef: C declarations Python may use"),
         "source": attr.files(mandatory=True, doc="the C source cffi compiles with the module"),
         "deps": attr.label_list(providers=[CcInfo], doc="C libraries to link statically"),
-        "build_requires": attr.label_list(providers=[PyWheelInfo], doc="cffi and pycparser wheels"),
+        "build_requires": attr.label_list(providers=[PyWheelInfo], cfg="exec", doc="cffi and pycparser wheels"),
+        "python_headers": attr.label(mandatory=True, providers=[PyHeadersInfo],
+                                     doc="CPython's C API for the target platform (a python_headers target)"),
+        "inspect_requires": attr.label_list(providers=[PyWheelInfo], cfg="exec", mandatory=True,
+                                            doc="the lief wheel, to read and check what was linked"),
         "copts": attr.string_list(),
         "linkopts": attr.string_list(),
         "forbid_needed": attr.string_list(default=["libssl", "libcrypto"],

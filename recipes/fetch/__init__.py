@@ -121,6 +121,12 @@ def _filegroup(ctx: RuleContext) -> list[Provider]:
     return [DefaultInfo(tuple(ctx.attr.srcs))]
 
 
+def _alias(ctx: RuleContext) -> list[Provider]:
+    # the actual target is analysed for this one's platform (its `platform`
+    # attribute, if any): an alias is how one rule graph is named per platform
+    return list(ctx.attr.actual.providers)
+
+
 @hookimpl
 def hermetic_register_rules(registry: RuleRegistry) -> None:
     registry.rule("archive", attrs={
@@ -143,6 +149,8 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
     }, doc="A pinned binary wheel from the configured package index.")(_python_wheel)
     registry.rule("filegroup", attrs={"srcs": attr.files(mandatory=True)},
                   doc="A named set of files.")(_filegroup)
+    registry.rule("alias", attrs={"actual": attr.label(mandatory=True, doc="the target this one stands for")},
+                  doc="Another name for a target; with `platform`, that target built for that platform.")(_alias)
 
 
 # -- fetchers ---------------------------------------------------------------------

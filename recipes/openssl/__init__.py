@@ -20,6 +20,8 @@ class CcInfo(Provider):
     includes: DepSet[Artifact]
     archives: DepSet[Artifact]
     version: str = ""
+    #: a response file of what linking the archives also needs (-l flags), or None
+    link_flags: Artifact | None = None
 
 
 _TARGETS = {("linux", "x86_64"): "linux-x86_64", ("linux", "aarch64"): "linux-aarch64",
@@ -29,6 +31,7 @@ _TARGETS = {("linux", "x86_64"): "linux-x86_64", ("linux", "aarch64"): "linux-aa
 
 def _openssl(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
+    make = ctx.exec_toolchain("make")  # make and perl run on the host whatever the target
     source = ctx.attr.src[SourceInfo]
     src = source.tree
     target = ctx.attr.target or _TARGETS.get((ctx.platform.os, ctx.platform.arch))
@@ -37,29 +40,34 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
     crypto = ctx.declare_output("lib/libcrypto.a")
     ssl = ctx.declare_output("lib/libssl.a")
     include = ctx.declare_output("include", tree=True)
-    options = ["no-shared", "no-tests", "no-docs", "-fPIC", *ctx.attr.options]
+    link_flags = ctx.declare_output("lib/link-flags.rsp")
+    pic = [] if ctx.platform.os == "windows" else ["-fPIC"]  # PE code is position independent anyway
+    options = ["no-shared", "no-tests", "no-docs", *pic, *ctx.attr.options]
     configure = [
-        "perl", '"$IN/%s/Configure"' % src.path, target, "--prefix=/opt/hermetic-openssl",
+        '"$PERL"', '"$IN/%s/Configure"' % src.path, target, "--prefix=/opt/hermetic-openssl",
         "--openssldir=/opt/hermetic-openssl/ssl", "--libdir=lib", *(shlex.quote(o) for o in options),
     ]
     script = "\n".join([
         "set -eu",
         "mkdir build && cd build",
         " ".join(configure),
-        'make -j"$HERMETIC_JOBS" build_libs >make.log 2>&1 || { tail -n 60 make.log; exit 1; }',
+        '"$MAKE" -j"$HERMETIC_JOBS" build_libs >make.log 2>&1 || { tail -n 60 make.log; exit 1; }',
         'mkdir -p "$OUT/lib" "$OUT/include/openssl"',
         'cp libcrypto.a libssl.a "$OUT/lib/"',
+        # what Configure decided a program linking the libraries needs (-ldl -pthread, -lws2_32 ...)
+        'sed -n "s/^EX_LIBS=//p" Makefile > "$OUT/lib/link-flags.rsp"',
         f'cp "$IN/{src.path}/include/openssl/"*.h "$OUT/include/openssl/"',
         'cp include/openssl/*.h "$OUT/include/openssl/"',
     ])
     # CC is the toolchain's wrapper by bare name ("gcc"): OpenSSL records the
     # line in OpenSSL_version(OPENSSL_CFLAGS), so no path may be in it.
-    env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "PERL": cc.tool("perl")}
+    env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "PERL": make.tool("perl"),
+           "MAKE": make.tool("make")}
     if source.source_date_epoch:
         env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)  # "built on:" = the release date
-    ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[crypto, ssl, include],
-                    mnemonic="OpenSSLBuild", env=env, toolchains=[cc], cpus=64)
-    return [CcInfo(DepSet([include]), DepSet([ssl, crypto]), ctx.attr.version),
+    ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[crypto, ssl, include, link_flags],
+                    mnemonic="OpenSSLBuild", env=env, toolchains=[cc, make], cpus=64)
+    return [CcInfo(DepSet([include]), DepSet([ssl, crypto]), ctx.attr.version, link_flags),
             DefaultInfo((crypto, ssl, include))]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Artifact, Output, Provider
+from hermetic.model import Artifact, Output, Platform, Provider
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 from recipes.cffi import PyExtensionInfo
 from recipes.fetch import PyWheelInfo
@@ -25,17 +25,14 @@ class WheelInfo(Provider):
     test_report: Artifact | None
 
 
-def platform_tag(ctx: RuleContext) -> str:
-    """The tag for what is linked: the host's glibc ABI for the plain host
-    toolchain (``linux_<arch>``). A toolchain that targets a manylinux
-    baseline says so in its info."""
-    cc = ctx.toolchain("cc")
-    if "platform_tag" in cc.info:
-        return str(cc.info["platform_tag"])
-    p = ctx.platform
-    if p.os == "linux":
-        return f"linux_{p.arch}"
-    raise ctx.error(f"no wheel platform tag known for {p}")
+def _host_can_run(target: Platform, host: Platform) -> bool:
+    """Whether a wheel for *target* loads in the host's Python: same OS and
+    CPU, and a libc the host has (a manylinux baseline runs on any glibc)."""
+    if target.is_any:
+        return True
+    if (target.os, target.arch) != (host.os, host.arch):
+        return False
+    return target.libc == host.libc or (host.libc == "glibc" and target.libc.startswith("manylinux"))
 
 
 def _py_wheel(ctx: RuleContext) -> list[Provider]:
@@ -43,17 +40,17 @@ def _py_wheel(ctx: RuleContext) -> list[Provider]:
     from packaging.version import InvalidVersion, Version
 
     a = ctx.attr
-    python = ctx.toolchain("python")
+    python = ctx.exec_toolchain("python")  # packs the wheel and runs the tests, on the host
     try:
         version = str(Version(a.version))
     except InvalidVersion:
         raise ctx.error(f'version "{a.version}" is not a valid Python version') from None
     dist = re.sub(r"[-_.]+", "_", str(canonicalize_name(a.distribution)))
     exts = [t[PyExtensionInfo] for t in a.extensions]
-    tag = python.info["tag"]
-    wheel_name = f"{dist}-{version}-{tag}-{tag}-{platform_tag(ctx)}.whl" if exts else \
-        f"{dist}-{version}-py3-none-any.whl"
-    wheel = ctx.declare_output(wheel_name)
+    # the platform part of the tag is read from the linked extensions when
+    # the wheel is made (tags.py): the name is known then, so the wheel is
+    # the one file in the "dist" directory
+    wheel = ctx.declare_output("dist", tree=True)
 
     root = "src/" + a.package_root.strip("/") + "/" if a.package_root else "src/"
     files: list[list[str]] = []
@@ -67,19 +64,30 @@ def _py_wheel(ctx: RuleContext) -> list[Provider]:
         files.append([ext.module.replace(".", "/").rsplit("/", 1)[0] + "/" + ext.shared_object.name,
                       ext.shared_object.path])
         inputs += [ext.shared_object, ext.check]
-    spec = {
-        "distribution": dist, "name": a.distribution, "version": version, "tag": wheel_name[:-4].split("-", 2)[2],
+    spec: dict[str, object] = {
+        "distribution": dist, "name": a.distribution, "version": version,
         "files": sorted(files), "summary": a.summary, "license": a.license,
         "requires_dist": list(a.requires), "requires_python": a.requires_python, "generator": "hermetic",
     }
+    if exts:
+        kinds = {(e.python_tag, e.abi_tag, e.conventions) for e in exts}
+        if len(kinds) != 1:
+            raise ctx.error("the extensions were built for different Pythons or platforms")
+        py_tag, abi_tag, conventions = kinds.pop()
+        conv = dict(conventions)
+        spec.update(python_tag=py_tag, abi_tag=abi_tag,
+                    platform={"facts": [e.check.path for e in exts], "scheme": conv["tag"], "musl": conv["musl"]})
+        inputs.append(ctx.tool_file(HERE / "tags.py"))
+    else:
+        spec["tag"] = "py3-none-any"
     spec_file = ctx.declare_output("wheel.json")
     ctx.actions.write(spec_file, json.dumps(spec, indent=1, sort_keys=True))
     ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "mkwheel.py"), spec_file,
-                     Output(wheel.name)], inputs=inputs, outputs=[wheel], mnemonic="PyWheel",
+                     Output("dist")], inputs=inputs, outputs=[wheel], mnemonic="PyWheel",
                     toolchains=[python])
     outputs = [wheel]
     report = None
-    if a.tests:
+    if a.tests and _host_can_run(ctx.platform, ctx.host):
         report = ctx.declare_output("test-report.txt")
         deps = [t[PyWheelInfo].wheel for t in a.test_deps]
         env = {}
@@ -108,5 +116,6 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "summary": attr.string(default=""),
         "license": attr.string(default=""),
         "tests": attr.files(doc="unittest files run against the installed wheel"),
-        "test_deps": attr.label_list(providers=[PyWheelInfo], doc="wheels installed beside it for the tests"),
+        "test_deps": attr.label_list(providers=[PyWheelInfo], cfg="exec",
+                                     doc="wheels installed beside it for the tests"),
     }, doc="A deterministic wheel, tested in a fresh virtual environment.")(_py_wheel)

@@ -19,8 +19,11 @@ def main():
     venv = os.path.join(work, "venv")
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     py = os.path.join(venv, "bin", "python")
+    wheels = []
+    for w in args.wheel:  # a wheel, or a directory holding wheels (py_wheel's dist)
+        wheels += sorted(os.path.join(w, n) for n in os.listdir(w) if n.endswith(".whl")) if os.path.isdir(w) else [w]
     subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir",
-                    "--disable-pip-version-check", "-q", *args.wheel], check=True)
+                    "--disable-pip-version-check", "-q", *wheels], check=True)
     tests = os.path.join(work, "tests")
     os.mkdir(tests)
     for t in args.test:
