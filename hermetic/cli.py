@@ -306,8 +306,11 @@ def _build(args: argparse.Namespace) -> ExitCode:
     cwd = Path.cwd()
     for label, paths in result.outputs.items():
         for p in paths:
-            shown = os.path.relpath(p, cwd) if p.is_relative_to(cwd) else str(p)
-            print(f"{label}: {shown}")
+            # a small directory output (a wheel's dist/) is shown as its files
+            files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+            for f in files if 0 < len(files) <= 5 else [p]:
+                shown = os.path.relpath(f, cwd) if f.is_relative_to(cwd) else str(f)
+                print(f"{label}: {shown}")
     return ExitCode.OK
 
 

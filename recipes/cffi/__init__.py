@@ -68,15 +68,18 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
 
     archives = [a for lib in libs for a in lib.archives.to_list()]
     exports = pyext.info["exports"]
-    link_flags: list[object] = []
+    link_args: list[object] = []  # appended to the link command
+    link_inputs: list[Artifact] = []  # inputs named only in `tail`
+    tail: list[str] = []  # shell words appended after them (paths under $IN)
     if exports == "version-script":  # ELF: only PyInit_ global, everything else local
         vscript = ctx.declare_output("exports.map")
         ctx.actions.write(vscript, f"{{\n  global: PyInit_{leaf};\n  local: *;\n}};\n")
-        link_flags += ["-Wl,--version-script", vscript]
+        link_inputs.append(vscript)
+        tail.append(f'-Wl,--version-script="$IN/{vscript.path}"')
     elif exports == "def":  # PE: the module definition names the one export
         deffile = ctx.declare_output(f"{leaf}.def")
         ctx.actions.write(deffile, f"EXPORTS\n    PyInit_{leaf}\n")
-        link_flags += [deffile]
+        link_args.append(deffile)
     elif exports == "private-extern":  # Mach-O: the libraries' symbols become private extern first
         hidden = [ctx.declare_output(f"hidden/{i}-{a.name}") for i, a in enumerate(archives)]
         copies = "".join(f'cp "$IN/{a.path}" "$OUT/{h.name}"\n' for a, h in zip(archives, hidden))
@@ -91,10 +94,10 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     so = ctx.declare_output(f"{leaf}{pyext.info['ext_suffix']}")
     # the libraries' own link dependencies (OpenSSL's EX_LIBS) come as response files
     rsp = [lib.link_flags for lib in libs if lib.link_flags is not None]
-    script = 'exec "$@"' + "".join(f' @"$IN/{r.path}"' for r in rsp)
+    script = " ".join(['exec "$@"', *tail, *(f'@"$IN/{r.path}"' for r in rsp)])
     link: list[object] = ["/bin/sh", "-c", script, "link", cc.tool("cc"), *pyext.info["link"], "-o",
-                          Output(so.name), obj, *archives, *headers.libs, *link_flags, *ctx.attr.linkopts]
-    ctx.actions.run(link, inputs=[*archives, *headers.libs, *rsp], outputs=[so],  # type: ignore[arg-type]
+                          Output(so.name), obj, *archives, *headers.libs, *link_args, *ctx.attr.linkopts]
+    ctx.actions.run(link, inputs=[*archives, *headers.libs, *rsp, *link_inputs], outputs=[so],  # type: ignore[arg-type]
                     mnemonic="CcLink", toolchains=[cc])
 
     check = ctx.declare_output("binary.json")
