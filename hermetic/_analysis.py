@@ -176,6 +176,7 @@ class Analyzer:
         self.sources: dict[str, Path] = {}
         self.actions: list[Action] = []
         self.providers: dict[tuple[Label, Platform], list[Provider]] = {}
+        self._by_id: dict[str, Action] = {}
 
     def toolchain(self, kind: str, platform: Platform) -> Toolchain:
         key = (kind, platform)
@@ -241,7 +242,15 @@ class Analyzer:
                                 reason=exc.reason) from exc
         if not any(isinstance(p, DefaultInfo) for p in providers):
             providers.append(DefaultInfo(tuple(a for act in ctx._actions for a in act.outputs)))
-        self.actions.extend(ctx._actions)
+        for action in ctx._actions:
+            seen = self._by_id.get(action.id)
+            if seen is None:
+                self._by_id[action.id] = action
+                self.actions.append(action)
+            elif seen != action:  # a shared action must be the same in every configuration
+                raise AnalysisError(f"target {label}: action {action.id} is shared between platforms but "
+                                    f"declared differently for {platform}", where=decl.where,
+                                    hint="a shared output may depend only on platform-independent inputs")
         self.providers[key] = providers
         return Target(label, providers)
 

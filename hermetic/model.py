@@ -198,7 +198,7 @@ class Action:
         return "/".join(p for p in ("out", self.config, self.owner.package, self.owner.name) if p)
 
     def describe(self) -> str:
-        return f"{self.mnemonic} {self.owner}"
+        return f"{self.mnemonic} {self.owner}" + (f" [{self.config}]" if self.config else "")
 
 
 class Provider:

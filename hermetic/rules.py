@@ -324,6 +324,7 @@ class RuleContext:
         self._source_file = source_files
         self._actions: list[Action] = []
         self._outputs: dict[str, Artifact] = {}
+        self._shared: set[str] = set()
 
     @property
     def package_dir(self) -> str:
@@ -353,14 +354,23 @@ class RuleContext:
         directory), so one target built for six platforms has six places."""
         return "/".join(p for p in ("out", self.config, self.label.package, self.label.name) if p)
 
-    def declare_output(self, name: str, *, tree: bool = False) -> Artifact:
-        """A new file (or, with *tree*, directory) this target produces."""
+    def declare_output(self, name: str, *, tree: bool = False, shared: bool = False) -> Artifact:
+        """A new file (or, with *tree*, directory) this target produces.
+
+        *shared*: the output does not depend on the target platform (a code
+        generator run on the host, from platform-independent inputs): it goes
+        to the unconfigured directory, and the action making it is analysed
+        once for all platforms (every configuration must declare it
+        identically). The action's outputs must all be shared or none."""
         if name in self._outputs:
             raise self.error(f'output "{name}" declared twice')
         if not name or name.startswith("/") or ".." in name.split("/"):
             raise self.error(f'output name "{name}" must be a relative path inside the target')
-        art = Artifact(f"{self.output_dir}/{name}", tree, self.label)
+        base = "/".join(p for p in ("out", self.label.package, self.label.name) if p) if shared else self.output_dir
+        art = Artifact(f"{base}/{name}", tree, self.label)
         self._outputs[name] = art
+        if shared:
+            self._shared.add(art.path)
         return art
 
     def tool_file(self, path: str | Path) -> Artifact:
@@ -372,7 +382,13 @@ class RuleContext:
         return AnalysisError(f"target {self.label}: {message}", hint=hint, where=self.where)
 
     def _add(self, action: Action) -> Action:
-        if self.config:
+        shared = [o.path in self._shared for o in action.outputs]
+        if any(shared) and not all(shared):
+            raise self.error(f"action {action.mnemonic} writes shared and per-platform outputs",
+                             hint="declare all of its outputs with shared=True, or none")
+        if all(shared) and action.outputs:  # the same action for every platform: it runs on the host
+            action = attrs.evolve(action, platform=self.host if action.platform else None)
+        elif self.config:
             action = attrs.evolve(action, config=self.config)
         for out in action.outputs:
             if out.owner != self.label or out.path not in {a.path for a in self._outputs.values()}:

@@ -71,8 +71,8 @@ def _graph(ws: Path, *args: str) -> dict:
 
 def test_all_six_share_what_does_not_depend_on_the_platform(tmp_path):
     """Issue 6, 4 (the graph): one fetch and one signature check of each
-    source, one unpack of each pinned wheel; a compile, a link and a wheel
-    per platform; no two actions with one name."""
+    source, one unpack of each pinned wheel, one cffi generation; a compile,
+    a link and a wheel per platform; no two actions with one name."""
     ws = copy_workspace(tmp_path / "ws")
     g = _graph(ws, "//wheel:all")
     ids = [a["id"] for a in g["actions"]]
@@ -83,6 +83,7 @@ def test_all_six_share_what_does_not_depend_on_the_platform(tmp_path):
     assert sorted(a["owner"] for a in by["Fetch"]) == ["//recipes/openssl:source", "//recipes/python:cpython-source"]
     assert len(by["Extract"]) == 2
     assert len(by["FetchWheel"]) == 3  # cffi, pycparser, lief: host tools, once
+    assert len(by["CffiGenerate"]) == 1  # the generated C is the same for all: a shared action
     for m in ("OpenSSLBuild", "PyHeaders", "CcCompile", "CcLink", "InspectBinary", "PyWheel"):
         assert len(by[m]) == 6, m
     # each platform's actions write under its own configuration directory

@@ -46,7 +46,7 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     libs = [t[CcInfo] for t in ctx.attr.deps]
     headers = ctx.attr.python_headers[PyHeadersInfo]
 
-    csrc = ctx.declare_output(f"{leaf}.c")
+    csrc = ctx.declare_output(f"{leaf}.c", shared=True)  # cffi's C is the same for every platform
     paths: list[object] = []
     for w in wheels:
         paths += ["--path", w.unpacked]
