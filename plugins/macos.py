@@ -6,74 +6,22 @@ with ``-undefined dynamic_lookup`` (the interpreter provides the C API at
 load time; nothing links libpython). Only ``PyInit_<name>`` may be exported:
 the module's own code is compiled ``-fvisibility=hidden``, and the static
 libraries' symbols are made *private extern* before linking
-(:func:`hide_archive_symbols`, what ld64's ``-hidden-l`` does), because zig's
+(:mod:`plugins.macho_hide`, what ld64's ``-hidden-l`` does), because zig's
 Mach-O linker reads ``-exported_symbols_list`` but does not apply it.
-
-Run as a script, this module hides the symbols of the archives named on its
-command line (used inside the sandbox by the ``cffi_extension`` rule).
 """
 
 from __future__ import annotations
 
 import shutil
-import struct
-import sys
 from pathlib import Path
 from typing import Any
 
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
+from plugins import macho_hide
+from plugins.macho_hide import hide_archive_symbols, hide_object_symbols
 
-# -- Mach-O symbol hiding ---------------------------------------------------------
-
-_MH_MAGIC_64 = 0xFEEDFACF
-_LC_SYMTAB = 0x2
-_N_EXT, _N_PEXT, _N_TYPE, _N_SECT, _N_STAB = 0x01, 0x10, 0x0E, 0x0E, 0xE0
-
-
-def hide_object_symbols(data: bytearray, start: int = 0, end: int | None = None) -> int:
-    """Mark every external symbol a 64-bit Mach-O object *defines* as private
-    extern, in place; return how many. Undefined references are untouched."""
-    end = len(data) if end is None else end
-    if end - start < 32 or struct.unpack_from("<I", data, start)[0] != _MH_MAGIC_64:
-        return 0
-    ncmds = struct.unpack_from("<I", data, start + 16)[0]
-    off = start + 32
-    hidden = 0
-    for _ in range(ncmds):
-        cmd, size = struct.unpack_from("<II", data, off)
-        if cmd == _LC_SYMTAB:
-            symoff, nsyms = struct.unpack_from("<II", data, off + 8)
-            for i in range(nsyms):
-                at = start + symoff + 16 * i  # struct nlist_64
-                n_type = data[at + 4]
-                if n_type & _N_STAB == 0 and n_type & _N_EXT and n_type & _N_TYPE == _N_SECT \
-                        and not n_type & _N_PEXT:
-                    data[at + 4] = n_type | _N_PEXT
-                    hidden += 1
-        off += size
-    return hidden
-
-
-def hide_archive_symbols(path: Path) -> int:
-    """Hide the defined symbols of every Mach-O member of the ``ar`` archive
-    at *path* (patched in place: sizes do not change, the archive's symbol
-    index stays valid). Returns the number of symbols hidden."""
-    data = bytearray(path.read_bytes())
-    if data[:8] != b"!<arch>\n":
-        raise ValueError(f"{path}: not an ar archive")
-    off, hidden = 8, 0
-    while off + 60 <= len(data):
-        header = bytes(data[off:off + 60])
-        name = header[:16].decode("ascii", "replace").strip()
-        size = int(header[48:58].decode().strip())
-        body = off + 60
-        name_len = int(name[3:]) if name.startswith("#1/") else 0  # BSD long name before the body
-        hidden += hide_object_symbols(data, body + name_len, body + size)
-        off = body + size + (size & 1)
-    path.write_bytes(bytes(data))
-    return hidden
-
+__all__ = ["SandboxExec", "hide_archive_symbols", "hide_object_symbols", "sandbox_profile"]
 
 # -- the pyext toolchain: extension-module conventions for Darwin targets ---------
 
@@ -82,7 +30,7 @@ def hide_archive_symbols(path: Path) -> int:
 def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
     if kind != "pyext" or target.os != "darwin":
         return None
-    helper = Path(__file__)
+    helper = Path(macho_hide.__file__)  # runs inside the sandbox, standard library only
     from hermetic.toolchain import file_sha256
 
     info: dict[str, Any] = {
@@ -172,14 +120,3 @@ def hermetic_sandbox(host: Platform, config: Any) -> SandboxExec | None:
         return None
     exe = shutil.which("sandbox-exec", path="/usr/bin")
     return SandboxExec(exe) if exe else None
-
-
-def _main(argv: list[str]) -> int:
-    for a in argv:
-        n = hide_archive_symbols(Path(a))
-        print(f"{a}: {n} symbols made private extern")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

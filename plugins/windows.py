@@ -5,7 +5,9 @@ Linking conventions: a PE DLL named ``*.pyd`` that imports the C API from
 ``python3.dll`` (the stable ABI DLL every CPython 3 on Windows ships), through
 an import library made from a ``.def`` file listing what ``python3.dll``
 exports (generated from the pinned CPython source's ``PC/python3dll.c``), and
-exports exactly ``PyInit_<name>`` (a module ``.def``). ``pyconfig.h`` is
+exports exactly ``PyInit_<name>`` (a module ``.def``). The PE header's
+timestamp is ``SOURCE_DATE_EPOCH`` (zig's lld reads it; every action has it),
+so the module is reproducible. ``pyconfig.h`` is
 CPython's own hand-written ``PC/pyconfig.h``, not a probed one.
 """
 
@@ -31,7 +33,7 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
         return None
     info: dict[str, Any] = {
         "os": "windows", "format": "pe", "ext_suffix": ".pyd", "pyconfig": "PC/pyconfig.h.in",
-        "link": ["-shared", "-Wl,--no-insert-timestamp"], "exports": "def", "python_dll": "python3.dll",
+        "link": ["-shared"], "exports": "def", "python_dll": "python3.dll",
         "dlltool_machine": machine, "tag": "win",
     }
     return Toolchain("pyext", {}, {"conventions": "windows-1", "machine": machine}, info=info, hermetic=True)

@@ -163,23 +163,24 @@ def test_a_tag_for_the_wrong_format_is_refused():
         platform_tag([{"format": "pe", "arch": "x86_64", "needed": []}], "macosx")
 
 
-def _macho_object(symbols: list[tuple[int, int]]) -> bytes:
+def _macho_object(symbols: list[tuple[int, int, int]]) -> bytes:
     """A minimal 64-bit Mach-O object: header, LC_SYMTAB, nlist_64 entries
-    (n_type, n_sect), a string table."""
+    (n_type, n_sect, n_value), a string table."""
     header = struct.pack("<IiiIIIII", 0xFEEDFACF, 0x0100000C, 0, 1, 1, 24, 0, 0)
     symoff = 32 + 24
-    nlists = b"".join(struct.pack("<IBBHQ", 1, t, s, 0, 0) for t, s in symbols)
+    nlists = b"".join(struct.pack("<IBBHQ", 1, t, s, 0, v) for t, s, v in symbols)
     stroff = symoff + len(nlists)
     symtab = struct.pack("<IIIIII", 2, 24, symoff, len(symbols), stroff, 4)
     return header + symtab + nlists + b"\0_x\0"
 
 
 def test_macho_symbols_defined_by_archives_become_private_extern(tmp_path):
-    syms = [(0x0F, 1), (0x01, 0), (0x0E, 1), (0x24, 1), (0x1F, 1), (0x0F, 2)]
+    # defined extern, undefined, local, stab, already hidden, defined extern, common block (undefined + size)
+    syms = [(0x0F, 1, 0), (0x01, 0, 0), (0x0E, 1, 0), (0x24, 1, 0), (0x1F, 1, 0), (0x0F, 2, 8), (0x01, 0, 16)]
     obj = bytearray(_macho_object(syms))
-    assert hide_object_symbols(obj) == 2
+    assert hide_object_symbols(obj) == 3
     types = [obj[56 + 16 * i + 4] for i in range(len(syms))]
-    assert types == [0x1F, 0x01, 0x0E, 0x24, 0x1F, 0x1F]  # undefined, local, stab and hidden: untouched
+    assert types == [0x1F, 0x01, 0x0E, 0x24, 0x1F, 0x1F, 0x11]  # undefined, local, stab, hidden: untouched
 
     member = _macho_object(syms)
     name = b"crypto-lib.o"
@@ -189,7 +190,7 @@ def test_macho_symbols_defined_by_archives_become_private_extern(tmp_path):
         archive += b"\n"
     path = tmp_path / "libx.a"
     path.write_bytes(archive)
-    assert hide_archive_symbols(path) == 2
+    assert hide_archive_symbols(path) == 3
     assert len(path.read_bytes()) == len(archive)  # patched in place
     assert hide_archive_symbols(path) == 0  # and idempotent
 

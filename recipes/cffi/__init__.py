@@ -81,11 +81,12 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
         ctx.actions.write(deffile, f"EXPORTS\n    PyInit_{leaf}\n")
         link_args.append(deffile)
     elif exports == "private-extern":  # Mach-O: the libraries' symbols become private extern first
-        hidden = [ctx.declare_output(f"hidden/{i}-{a.name}") for i, a in enumerate(archives)]
-        copies = "".join(f'cp "$IN/{a.path}" "$OUT/{h.name}"\n' for a, h in zip(archives, hidden))
+        names = [f"hidden/{i}-{a.name}" for i, a in enumerate(archives)]
+        hidden = [ctx.declare_output(n) for n in names]
+        copies = "".join(f'cp "$IN/{a.path}" "$OUT/{n}"\n' for a, n in zip(archives, names))
         ctx.actions.run(["/bin/sh", "-c", f'set -eu\nmkdir -p "$OUT/hidden"\n{copies}exec "$@"', "hide",
                          python.tool("python"), "-I", "-S", ctx.tool_file(Path(pyext.info["helper"])),
-                         *(Output(h.name) for h in hidden)],
+                         *(Output(n) for n in names)],
                         inputs=archives, outputs=hidden, mnemonic="HideArchiveSymbols", toolchains=[python])
         archives = hidden
     else:

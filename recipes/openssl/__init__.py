@@ -55,7 +55,9 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
         'mkdir -p "$OUT/lib" "$OUT/include/openssl"',
         'cp libcrypto.a libssl.a "$OUT/lib/"',
         # what Configure decided a program linking the libraries needs (-ldl -pthread, -lws2_32 ...)
-        'sed -n "s/^EX_LIBS=//p" Makefile > "$OUT/lib/link-flags.rsp"',
+        # (LIB_EX_LIBS, as make expands it: the target's own plus the configured ones)
+        'printf \'hermetic-ex-libs:\\n\\t@echo $(LIB_EX_LIBS)\\n\' | "$MAKE" -s -f Makefile -f - hermetic-ex-libs '
+        '> "$OUT/lib/link-flags.rsp"',
         f'cp "$IN/{src.path}/include/openssl/"*.h "$OUT/include/openssl/"',
         'cp include/openssl/*.h "$OUT/include/openssl/"',
     ])
@@ -68,7 +70,7 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
     ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[crypto, ssl, include, link_flags],
                     mnemonic="OpenSSLBuild", env=env, toolchains=[cc, make], cpus=64)
     return [CcInfo(DepSet([include]), DepSet([ssl, crypto]), ctx.attr.version, link_flags),
-            DefaultInfo((crypto, ssl, include))]
+            DefaultInfo((crypto, ssl, include, link_flags))]
 
 
 @hookimpl
