@@ -144,17 +144,17 @@ class Renderer:
             if event == "action-start":
                 a = data["action"]
                 self.started[a.id] = time.monotonic()
-                self._line(f"[start] {a.mnemonic} {a.owner}")
+                self._line(f"[start] {a.describe()}")
             elif event == "action-done":
                 a = data["action"]
                 if data["cached"]:
                     if self.verbose:
-                        self._line(f"[{data['done']}/{data['total']}] cached {a.mnemonic} {a.owner}")
+                        self._line(f"[{data['done']}/{data['total']}] cached {a.describe()}")
                 else:
                     secs = time.monotonic() - self.started.get(a.id, time.monotonic())
-                    self._line(f"[{data['done']}/{data['total']}] done   {a.mnemonic} {a.owner} ({secs:.1f}s)")
+                    self._line(f"[{data['done']}/{data['total']}] done   {a.describe()} ({secs:.1f}s)")
             elif event == "action-failed":
-                self._line(f"[failed] {data['action'].mnemonic} {data['action'].owner}")
+                self._line(f"[failed] {data['action'].describe()}")
             elif event == "note":
                 self._line(f"note: {data['message']}")
             elif event == "verify-begin":
@@ -167,13 +167,13 @@ class Renderer:
                         self._line(f"verify: not varied: {_VARIED_NAMES.get(k, k)}: {why}")
             elif event == "verify-start":
                 a = data["action"]
-                self._line(f"[{data['index']}/{data['total']}] rebuild {a.mnemonic} {a.owner}")
+                self._line(f"[{data['index']}/{data['total']}] rebuild {a.describe()}")
             elif event == "verify-done":
                 v = data["verdict"]
                 a = v.action
                 status = v.status.upper() if v.status in ("differs", "failed") else v.status
                 secs = f" ({v.seconds:.1f}s)" if v.seconds else ""
-                self._line(f"[{data['index']}/{data['total']}] {status:<13} {a.mnemonic} {a.owner}{secs}")
+                self._line(f"[{data['index']}/{data['total']}] {status:<13} {a.describe()}{secs}")
                 if v.status == "failed":
                     for line in v.error.splitlines()[-20:]:
                         self._line(f"    {line}")
@@ -330,7 +330,7 @@ def _verify(args: argparse.Namespace) -> ExitCode:
         return ExitCode.OK
     print(f"hermetic verify: NOT reproducible: {summary}", file=out)
     for v in bad:
-        print(f"  {v.status}: {v.action.mnemonic} {v.action.owner}", file=out)
+        print(f"  {v.status}: {v.action.describe()}", file=out)
     first = report.first_difference
     if first:
         print(f"first difference (in graph order): {first['action']}", file=out)

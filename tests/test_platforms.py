@@ -336,3 +336,59 @@ def test_macos_and_windows_wheels(all_wheels, tmp_path, platform, tag, fmt, init
     data = ext.read_bytes()
     assert b"OpenSSL 3.5." in data
     assert machine_paths_in(data, str(all_wheels), str(all_wheels.parent)) == set()
+
+
+class _SharedGen:
+    """A plugin whose rule declares a shared output; with ``vary`` it
+    (wrongly) makes the shared action depend on the platform."""
+
+    from hermetic.hookspecs import hookimpl
+
+    @staticmethod
+    @hookimpl
+    def hermetic_register_rules(registry):
+        from hermetic.rules import DefaultInfo, attr
+
+        def impl(ctx):
+            out = ctx.declare_output("gen.txt", shared=True)
+            arg = str(ctx.platform) if ctx.attr.vary else "same"
+            ctx.actions.run(["/bin/sh", "-c", f'echo {arg} > "$OUT/gen.txt"'], outputs=[out], mnemonic="Gen")
+            per = ctx.declare_output("per.txt")
+            ctx.actions.run(["/bin/cp", out, "$OUT/per.txt"], outputs=[per], mnemonic="Use")
+            return [DefaultInfo((per,))]
+
+        registry.rule("shared_gen", attrs={"vary": attr.bool()})(impl)
+
+
+@pytest.mark.parametrize("vary", [False, True])
+def test_shared_actions_are_analysed_once_and_must_agree(tmp_path, vary):
+    from hermetic._session import Session
+    from hermetic.errors import AnalysisError
+    from hermetic.testing import write_workspace
+
+    ws = write_workspace(tmp_path / "ws", {"BUILD.toml": f"""
+[workspace]
+
+[gen]
+rule = "shared_gen"
+vary = {str(vary).lower()}
+
+[mac]
+rule = "alias"
+actual = ":gen"
+platform = "darwin-aarch64"
+
+[win]
+rule = "alias"
+actual = ":gen"
+platform = "windows-x86_64"
+"""})
+    s = Session(ws, cache_dir=tmp_path / "c", plugins=[_SharedGen])
+    labels = s.parse_labels(["//:mac", "//:win"])
+    if vary:
+        with pytest.raises(AnalysisError, match="shared between platforms"):
+            s.analyze(labels)
+        return
+    analysis, _ = s.analyze(labels)
+    ids = sorted(a.id for a in analysis.actions)
+    assert ids == ["//:gen#Gen", "//:gen#Use@darwin-aarch64", "//:gen#Use@windows-x86_64"]
