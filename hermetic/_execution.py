@@ -350,6 +350,13 @@ class Executor:
             dirs = (staging / "in", staging / "out", staging / "work")
             for d in dirs:
                 d.mkdir()
+            # the directories a declared file output lives in exist (as in Bazel);
+            # tree outputs are the command's to create
+            prefix = action.output_dir + "/"
+            for out in action.outputs:
+                rel = out.path[len(prefix):]
+                if not out.is_tree and "/" in rel:
+                    (dirs[1] / rel).parent.mkdir(parents=True, exist_ok=True)
             link = self.sandbox.name != "none"
             for art in action.inputs:
                 self._materialize_input(art, dirs[0] / art.path, link)

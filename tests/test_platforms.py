@@ -193,6 +193,12 @@ def test_macho_symbols_defined_by_archives_become_private_extern(tmp_path):
     assert hide_archive_symbols(path) == 3
     assert len(path.read_bytes()) == len(archive)  # patched in place
     assert hide_archive_symbols(path) == 0  # and idempotent
+    # the common block gets a hidden definition under its exact name (zig exports private commons)
+    from plugins.macho_hide import common_blocks, commons_source
+
+    assert common_blocks(path) == {"_x": (16, 0)}
+    assert '__attribute__((visibility("hidden"), aligned(1))) unsigned char hermetic_common_0[16] __asm__("_x");' \
+        in commons_source(common_blocks(path))
 
 
 def test_macos_sandbox_profile():

@@ -83,12 +83,20 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     elif exports == "private-extern":  # Mach-O: the libraries' symbols become private extern first
         names = [f"hidden/{i}-{a.name}" for i, a in enumerate(archives)]
         hidden = [ctx.declare_output(n) for n in names]
+        commons_c = ctx.declare_output("hidden/commons.c")
         copies = "".join(f'cp "$IN/{a.path}" "$OUT/{n}"\n' for a, n in zip(archives, names))
         ctx.actions.run(["/bin/sh", "-c", f'set -eu\nmkdir -p "$OUT/hidden"\n{copies}exec "$@"', "hide",
                          python.tool("python"), "-I", "-S", ctx.tool_file(Path(pyext.info["helper"])),
+                         Output("hidden/commons.c"),
                          *(Output(n) for n in names)],
-                        inputs=archives, outputs=hidden, mnemonic="HideArchiveSymbols", toolchains=[python])
+                        inputs=archives, outputs=[*hidden, commons_c], mnemonic="HideArchiveSymbols",
+                        toolchains=[python])
+        # their common blocks, which the linker would export even so, get hidden definitions
+        commons_o = ctx.declare_output("hidden/commons.o")
+        ctx.actions.run([cc.tool("cc"), "-c", "-O2", commons_c, "-o", Output("hidden/commons.o")],
+                        outputs=[commons_o], mnemonic="CcCompileCommons", toolchains=[cc])
         archives = hidden
+        link_args.append(commons_o)
     else:
         raise ctx.error(f"the {pyext.info.get('os')} plugin asks for exports = {exports!r}, which this rule "
                         "does not know")
