@@ -46,8 +46,12 @@ _PYEXT = {
 @hookimpl
 def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
     if kind == "pyext" and target.os == "linux":
-        return Toolchain("pyext", {}, {"conventions": "linux-1", "libc": target.libc}, info=dict(_PYEXT),
-                         hermetic=True)
+        info = dict(_PYEXT)
+        if target.libc == "musl":  # PEP 656: musllinux modules need musl by its loader-visible name
+            info["needed_renames"] = {"libc.so": f"libc.musl-{target.arch}.so.1"}
+        identity = {"conventions": "linux-1", "libc": target.libc,
+                    "needed_renames": str(sorted(info.get("needed_renames", {}).items()))}
+        return Toolchain("pyext", {}, identity, info=info, hermetic=True)
     if host.os != "linux" or target != host:
         return None  # cross toolchains are other plugins' business
     if kind == "cc":

@@ -95,6 +95,8 @@ def test_all_six_share_what_does_not_depend_on_the_platform(tmp_path):
     # conventions the platform plugins chose
     assert len(by["HideArchiveSymbols"]) == 2  # Mach-O: private-extern archives
     assert [a["id"] for a in by["PyImportLib"]] == ["//recipes/python:headers#PyImportLib@windows-x86_64"]
+    # musllinux modules need musl as libc.musl-x86_64.so.1 (PEP 656), not zig's libc.so
+    assert [a["id"] for a in by["RenameNeeded"]] == ["//recipes/pyossl:binding#RenameNeeded@linux-x86_64-musl"]
 
 
 def test_platform_option_is_the_same_graph_as_the_named_target(tmp_path):
@@ -267,7 +269,11 @@ def test_auditwheel_agrees_with_the_linux_tags(all_wheels, platform, policy):
     """Issue 6, 1."""
     wheel = _wheel(all_wheels, platform)
     assert policy.split("_", 1)[0] in wheel.name
-    proc = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(wheel)], capture_output=True,
+    # a musl wheel is audited against musl's libc (Debian's musl package), as on a musl system
+    ldpaths = ["--ldpaths", "/usr/lib/x86_64-linux-musl"] if "musl" in platform else []
+    if ldpaths and not Path("/usr/lib/x86_64-linux-musl/libc.so").exists():
+        pytest.fail("musl is missing: run scripts/setup-debian.sh")
+    proc = subprocess.run([sys.executable, "-m", "auditwheel", "show", *ldpaths, str(wheel)], capture_output=True,
                           text=True, check=True)
     text = " ".join(proc.stdout.split())
     assert f'consistent with the following platform tag: "{policy}"' in text, text

@@ -100,25 +100,34 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     else:
         raise ctx.error(f"the {pyext.info.get('os')} plugin asks for exports = {exports!r}, which this rule "
                         "does not know")
-    so = ctx.declare_output(f"{leaf}{pyext.info['ext_suffix']}")
+    so_name = f"{leaf}{pyext.info['ext_suffix']}"
+    renames = pyext.info.get("needed_renames") or {}
+    so_rel = f"linked/{so_name}" if renames else so_name
+    so = ctx.declare_output(so_rel)
     # the libraries' own link dependencies (OpenSSL's EX_LIBS) come as response files
     rsp = [lib.link_flags for lib in libs if lib.link_flags is not None]
     script = " ".join(['exec "$@"', *tail, *(f'@"$IN/{r.path}"' for r in rsp)])
     link: list[object] = ["/bin/sh", "-c", script, "link", cc.tool("cc"), *pyext.info["link"], "-o",
-                          Output(so.name), obj, *archives, *headers.libs, *link_args, *ctx.attr.linkopts]
+                          Output(so_rel), obj, *archives, *headers.libs, *link_args, *ctx.attr.linkopts]
     ctx.actions.run(link, inputs=[*archives, *headers.libs, *rsp, *link_inputs], outputs=[so],  # type: ignore[arg-type]
                     mnemonic="CcLink", toolchains=[cc])
+    lief_paths: list[object] = []
+    for t in ctx.attr.inspect_requires:
+        lief_paths += ["--path", t[PyWheelInfo].unpacked]
+    lief_sites = [t[PyWheelInfo].unpacked for t in ctx.attr.inspect_requires]
+    if renames:  # the platform's names for the libraries the linker named otherwise
+        linked, so = so, ctx.declare_output(so_name)
+        ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "rename_needed.py"), *lief_paths,
+                         linked, Output(so.name), *(f"{k}={v}" for k, v in sorted(renames.items()))],
+                        inputs=lief_sites, outputs=[so], mnemonic="RenameNeeded", toolchains=[python])
 
     check = ctx.declare_output("binary.json")
-    inspect_paths: list[object] = []
-    for t in ctx.attr.inspect_requires:
-        inspect_paths += ["--path", t[PyWheelInfo].unpacked]
     forbid: list[str] = []
     for pattern in ctx.attr.forbid_needed:
         forbid += ["--forbid-needed", pattern]
-    ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "inspect_binary.py"), *inspect_paths,
+    ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "inspect_binary.py"), *lief_paths,
                      "--allow", f"PyInit_{leaf}", *forbid, so, Output(check.name)],
-                    inputs=[t[PyWheelInfo].unpacked for t in ctx.attr.inspect_requires], outputs=[check],
+                    inputs=lief_sites, outputs=[check],
                     mnemonic="InspectBinary", toolchains=[python])
     version = next((lib.version for lib in libs if lib.version), "")
     return [PyExtensionInfo(module, so, check, tuple(w.wheel for w in wheels if w.distribution == "cffi"),
