@@ -35,10 +35,13 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
 
     info: dict[str, Any] = {
         "os": "darwin", "format": "macho", "ext_suffix": ".abi3.so", "pyconfig": "generate",
-        "link": ["-shared", "-Wl,-undefined,dynamic_lookup", "-Wl,-headerpad_max_install_names"],
+        # {name}: the module's file name; a dylib records an install name, and
+        # the linker's default would be the output path in the sandbox
+        "link": ["-shared", "-Wl,-undefined,dynamic_lookup", "-Wl,-headerpad_max_install_names",
+                 "-Wl,-install_name,@rpath/{name}"],
         "exports": "private-extern", "helper": str(helper), "tag": "macosx",
     }
-    identity = {"conventions": "darwin-1", "sha256:helper": file_sha256(helper)}
+    identity = {"conventions": "darwin-2", "sha256:helper": file_sha256(helper)}
     return Toolchain("pyext", {}, identity, info=info, hermetic=True)
 
 

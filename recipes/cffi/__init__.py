@@ -107,7 +107,8 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     # the libraries' own link dependencies (OpenSSL's EX_LIBS) come as response files
     rsp = [lib.link_flags for lib in libs if lib.link_flags is not None]
     script = " ".join(['exec "$@"', *tail, *(f'@"$IN/{r.path}"' for r in rsp)])
-    link: list[object] = ["/bin/sh", "-c", script, "link", cc.tool("cc"), *pyext.info["link"], "-o",
+    flags = [f.replace("{name}", so_name) for f in pyext.info["link"]]  # the plugin's, for this module
+    link: list[object] = ["/bin/sh", "-c", script, "link", cc.tool("cc"), *flags, "-o",
                           Output(so_rel), obj, *archives, *headers.libs, *link_args, *ctx.attr.linkopts]
     ctx.actions.run(link, inputs=[*archives, *headers.libs, *rsp, *link_inputs], outputs=[so],  # type: ignore[arg-type]
                     mnemonic="CcLink", toolchains=[cc])
