@@ -9,7 +9,8 @@ Both start from the pinned OpenSSL tarball on local disk (hermetic through
 - plain: `./Configure linux-x86_64 no-shared no-tests no-docs -fPIC`,
   `make -j<cores> build_libs`, then the cffi extension and the wheel with
   `pip wheel --no-build-isolation` (setuptools + cffi preinstalled in a venv,
-  not timed);
+  not timed), all compiled with the same compiler hermetic uses for this
+  target (zig cc -target x86_64-linux-gnu.2.17, the pinned ziglang);
 - hermetic: `hermetic build //wheel:linux-x86_64` (which also installs the
   wheel in a fresh venv and runs its tests: the plain way does not).
 
@@ -53,6 +54,14 @@ def pinned_sources(tmp: Path) -> Path:
     apt.mkdir()
     run(["apt-get", "source", "--download-only", "-q", spec], apt)
     shutil.copyfile(apt / name, distdir / pins["signature"]["filename"])
+    # CPython's source (for the target's C API headers): hermetic needs it, the plain way uses the
+    # host's headers; put it beside the tarball so neither measures a download
+    cpy = tomllib.loads((REPO / "recipes/python/BUILD.toml").read_text())["cpython-source"]
+    run([sys.executable, "-m", "hermetic", "build", "//recipes/python:cpython-source"], REPO)
+    shutil.copyfile(store.blob_path(cpy["sha256"]), distdir / cpy["filename"])
+    spec, _, name = cpy["signature"]["mirrors"][0].removeprefix("apt-source:").partition("/")
+    run(["apt-get", "source", "--download-only", "-q", spec], apt)
+    shutil.copyfile(apt / name, distdir / cpy["signature"]["filename"])
     return distdir / pins["filename"]
 
 
@@ -70,8 +79,7 @@ ffi = cffi.FFI()
 ffi.cdef(open(os.path.join(here, "cdef.h")).read())
 ffi.set_source("hermetic_openssl._binding", open(os.path.join(here, "binding.c")).read(),
                include_dirs=[os.path.join(ossl, "include"), os.path.join(os.environ["OPENSSL_SRC"], "include")],
-               extra_objects=[os.path.join(ossl, "libssl.a"), os.path.join(ossl, "libcrypto.a")],
-               extra_link_args=["-Wl,--exclude-libs,ALL"])
+               extra_objects=[os.path.join(ossl, "libssl.a"), os.path.join(ossl, "libcrypto.a")])
 """
 
 
@@ -86,12 +94,17 @@ def plain(tarball: Path, tmp: Path) -> float:
     (proj / "setup.py").write_text(SETUP)
     (proj / "build_ffi.py").write_text(BUILD_FFI)
     jobs = str(os.cpu_count() or 1)
+    from plugins.zig import ensure_zig
+
+    cc = f"{ensure_zig() / 'ziglang' / 'zig'} cc -target x86_64-linux-gnu.2.17"
     t0 = time.perf_counter()
     run(["tar", "xzf", str(tarball)], tmp)
     src = tmp / tarball.name.removesuffix(".tar.gz")
-    run(["./Configure", "linux-x86_64", "no-shared", "no-tests", "no-docs", "-fPIC"], src)
-    run(["make", f"-j{jobs}", "build_libs"], src)
-    env = {**os.environ, "OPENSSL_BUILD": str(src), "OPENSSL_SRC": str(src)}
+    zig_env = {**os.environ, "CC": cc, "AR": cc.replace(" cc -target x86_64-linux-gnu.2.17", " ar"),
+               "RANLIB": cc.replace(" cc -target x86_64-linux-gnu.2.17", " ranlib")}
+    run(["./Configure", "linux-x86_64", "no-shared", "no-tests", "no-docs", "-fPIC"], src, zig_env)
+    run(["make", f"-j{jobs}", "build_libs"], src, zig_env)
+    env = {**zig_env, "OPENSSL_BUILD": str(src), "OPENSSL_SRC": str(src), "LDSHARED": f"{cc} -shared"}
     run([str(venv / "bin/pip"), "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), "."],
         proj, env)
     took = time.perf_counter() - t0

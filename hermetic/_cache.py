@@ -123,7 +123,10 @@ class Store:
             dest = self.blob_path(d.hash)
             if self.has_blob(d):
                 with contextlib.suppress(OSError):
-                    os.utime(dest)  # recently used, for gc
+                    # recently used, for gc: the access time only. The blob may be hard-linked
+                    # into a running action's inputs, where a newer mtime would tell make that
+                    # a source changed mid-build (OpenSSL's Makefile then re-runs Configure)
+                    os.utime(dest, ns=(time.time_ns(), os.stat(dest).st_mtime_ns))
                 return d
             dest.parent.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")

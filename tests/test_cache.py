@@ -156,3 +156,21 @@ def test_unchanged_sources_are_not_rehashed(tmp_path, monkeypatch):
     s.save_digests()
     again = Store(tmp_path / "store").source_digest(src)  # a new process: the cache is on disk
     assert first == again and len(calls) == 1
+
+
+def test_reusing_a_blob_never_changes_its_mtime(tmp_path):
+    """A blob is hard-linked into running actions' inputs: marking it used
+    (for gc) must not make make(1) there think a source changed mid-build."""
+    import os
+    import time
+
+    store = Store(tmp_path / "store")
+    src = tmp_path / "Configure"
+    src.write_bytes(b"#!/usr/bin/perl\n")
+    d = store.put_file(src)
+    blob = store.blob_path(d.hash)
+    os.utime(blob, ns=(1_000_000_000, 1_000_000_000))
+    store.put_file(src)  # the same content again (another action's output, an extract)
+    st = os.stat(blob)
+    assert st.st_mtime_ns == 1_000_000_000
+    assert st.st_atime_ns > time.time_ns() - 60_000_000_000  # but it counts as recently used

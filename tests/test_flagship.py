@@ -98,9 +98,10 @@ def test_binding_change_rebuilds_only_the_binding(tmp_path, warm_store):
     src = ws / "recipes" / "pyossl" / "binding.c"
     src.write_text(src.read_text().replace("static int hx_random(", "/* changed */\nstatic int hx_random(", 1))
     proc = hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, cwd=ws)
-    assert _executed(proc.stderr) == ["CcCompile", "CcLink", "CffiGenerate", "InspectBinary", "PyWheel",
-                                      "PyWheelTest"]
-    assert _counts(proc.stderr) == (6, N - 6)
+    # a comment changes cffi's C and the object (line numbers in its debug info), not the linked
+    # module (zig strips debug info at link): everything after the link is an early-cutoff hit
+    assert _executed(proc.stderr) == ["CcCompile", "CcLink", "CffiGenerate"]
+    assert _counts(proc.stderr) == (3, N - 3)
     assert "OpenSSLBuild" not in proc.stderr
 
 
@@ -265,6 +266,7 @@ def test_team_shares_the_flagship_through_a_remote(tmp_path, warm_store, kind):
         theirs = next((dev / "hermetic-out").rglob("*.whl"))
         ours = next((ci / "hermetic-out").rglob("*.whl"))
         assert _sha256(theirs) == _sha256(ours)
-        assert (theirs.parent / "test-report.txt").read_bytes() == (ours.parent / "test-report.txt").read_bytes()
+        report = "test-report.txt"  # beside dist/, which holds the wheel
+        assert (theirs.parent.parent / report).read_bytes() == (ours.parent.parent / report).read_bytes()
     finally:
         srv.stop()
