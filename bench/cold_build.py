@@ -104,7 +104,10 @@ def plain(tarball: Path, tmp: Path) -> float:
                "RANLIB": cc.replace(" cc -target x86_64-linux-gnu.2.17", " ranlib")}
     run(["./Configure", "linux-x86_64", "no-shared", "no-tests", "no-docs", "-fPIC"], src, zig_env)
     run(["make", f"-j{jobs}", "build_libs"], src, zig_env)
-    env = {**zig_env, "OPENSSL_BUILD": str(src), "OPENSSL_SRC": str(src), "LDSHARED": f"{cc} -shared"}
+    # the host's Python headers (Debian's multiarch pyconfig.h lives under /usr/include, which zig does
+    # not search by default); hermetic uses CPython's pinned headers instead
+    env = {**zig_env, "OPENSSL_BUILD": str(src), "OPENSSL_SRC": str(src), "LDSHARED": f"{cc} -shared",
+           "CFLAGS": "-idirafter /usr/include"}
     run([str(venv / "bin/pip"), "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), "."],
         proj, env)
     took = time.perf_counter() - t0

@@ -260,6 +260,22 @@ def test_one_invocation_builds_all_six(all_wheels):
 
 @pytest.mark.integration
 @pytest.mark.linux
+@pytest.mark.parametrize("platform", ["darwin-aarch64", "linux-x86_64-musl", "linux-aarch64-manylinux2014"])
+def test_probed_pyconfig_is_complete_for_cross_targets(all_wheels, tmp_path, platform):
+    """Every question pyconfig.py asks is answered by the zig target compiler
+    too (a probe that cannot compile must not read as "no")."""
+    ws = copy_workspace(tmp_path / "ws")
+    proc = hermetic_cli("--cache-dir", str(all_wheels.parent / "cache"), "build", "//recipes/python:headers",
+                        "--platform", platform, "-o", str(tmp_path / "o"), cwd=ws)
+    assert not re.search(r"done +PyHeaders", proc.stderr)  # the wheels' own headers, from the store
+    text = next((tmp_path / "o").rglob("pyconfig.h")).read_text()
+    for macro in ("SIZEOF_PID_T 4", "SIZEOF_PTHREAD_T 8", "SIZEOF_TIME_T 8", "SIZEOF_VOID_P 8",
+                  "ALIGNOF_MAX_ALIGN_T", "HAVE_SSIZE_T 1", "HAVE_FORK 1", "HAVE_UNISTD_H 1"):
+        assert f"#define {macro}" in text, (macro, platform)
+
+
+@pytest.mark.integration
+@pytest.mark.linux
 @pytest.mark.parametrize(("platform", "policy"), [
     ("linux-x86_64-manylinux2014", "manylinux_2_17_x86_64"),
     ("linux-aarch64-manylinux2014", "manylinux_2_17_aarch64"),

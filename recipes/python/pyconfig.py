@@ -9,8 +9,10 @@ nothing is assumed:
 
 * type sizes and byte order from the compiler's own predefined macros
   (``__SIZEOF_LONG__`` ...) and, for libc types (``pid_t``, ``pthread_t``,
-  ...), from compile-time assertions checked by the compiler (``-fsyntax-only``:
-  nothing is linked or run, so it works for any target);
+  ...), from compile-time assertions checked by the compiler (compiled to an
+  object: nothing is linked or run, so it works for any target). All of those are
+  first checked in one compile against the usual values; only if the
+  compiler rejects that, type by type;
 * which headers exist, with ``__has_include``;
 * which functions the libc declares, by compiling a reference to them.
 
@@ -75,7 +77,9 @@ class Probe:
         return path
 
     def compiles(self, text):
-        proc = subprocess.run([self.cc, "-fsyntax-only", "-w", self._file(text)], capture_output=True)
+        # -c, not -fsyntax-only: zig's cc reports a failure for every -fsyntax-only run
+        src = self._file(text)
+        proc = subprocess.run([self.cc, "-c", "-w", src, "-o", src[:-2] + ".o"], capture_output=True)
         return proc.returncode == 0
 
     def preprocess(self, text):
@@ -100,6 +104,8 @@ class Probe:
 
 def main(os_name, out):
     probe = Probe(os.environ.get("CC", "cc"))
+    if not probe.compiles("int hermetic_probe;\n"):  # else every "does not compile" answer would be a lie
+        sys.exit("the compiler cannot compile a one-line probe; no pyconfig.h can be measured with it")
     builtins = probe.preprocess("\n")
     has = probe.preprocess("".join(f"#if __has_include(<{h}>)\n#define HAS_{i} 1\n#endif\n"
                                    for i, h in enumerate(HEADERS)))
@@ -109,15 +115,25 @@ def main(os_name, out):
         if macro not in builtins:
             sys.exit(f"the compiler does not predefine {macro}")
         measured.append((name, builtins[macro]))
-    for name, ctype, need in SIZES:
-        if set(need) <= headers | {"stdio.h", "time.h", "stddef.h"}:
-            n = probe.value(f"sizeof({ctype})", need)
+    # every size and alignment, first as one compile that checks a guess for all of them (the
+    # usual values for this data model); only when the compiler rejects it, one type at a time
+    questions = [(name, f"sizeof({ctype})", need) for name, ctype, need in SIZES
+                 if set(need) <= headers | {"stdio.h", "time.h", "stddef.h"}]
+    questions += [(name, f"_Alignof({ctype})", need) for name, ctype, need in ALIGNS]
+    ptr = int(builtins["__SIZEOF_POINTER__"])
+    guess = {"SIZEOF__BOOL": 1, "SIZEOF_PID_T": 4, "SIZEOF_OFF_T": 8, "SIZEOF_TIME_T": 8, "SIZEOF_FPOS_T": 16,
+             "SIZEOF_UINTPTR_T": ptr, "SIZEOF_PTHREAD_T": ptr, "SIZEOF_PTHREAD_KEY_T": 4,
+             "ALIGNOF_LONG": int(builtins["__SIZEOF_LONG__"]), "ALIGNOF_SIZE_T": ptr, "ALIGNOF_MAX_ALIGN_T": 16}
+    includes = sorted({h for _, _, need in questions for h in need})
+    text = "".join(f"#include <{h}>\n" for h in includes)
+    text += "".join(f'_Static_assert(({expr}) == {guess[name]}, "{name}");\n' for name, expr, _ in questions)
+    if probe.compiles(text):
+        measured += [(name, str(guess[name])) for name, _, _ in questions]
+    else:
+        for name, expr, need in questions:
+            n = probe.value(expr, need)
             if n is not None:
                 measured.append((name, str(n)))
-    for name, ctype, need in ALIGNS:
-        n = probe.value(f"_Alignof({ctype})", need)
-        if n is not None:
-            measured.append((name, str(n)))
     if builtins.get("__BYTE_ORDER__") == builtins.get("__ORDER_BIG_ENDIAN__"):
         measured.append(("WORDS_BIGENDIAN", "1"))
     for h in sorted(headers):
