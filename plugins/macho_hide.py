@@ -82,25 +82,14 @@ def hide_object_symbols(data: bytearray, start: int = 0, end: int | None = None)
     section, or as a common block: undefined with a size, e.g. OpenSSL's
     ``.comm _OPENSSL_ia32cap_P``) as private extern, in place; return how
     many. Undefined references are untouched."""
-    end = len(data) if end is None else end
-    if end - start < 32 or struct.unpack_from("<I", data, start)[0] != _MH_MAGIC_64:
-        return 0
-    ncmds = struct.unpack_from("<I", data, start + 16)[0]
-    off = start + 32
     hidden = 0
-    for _ in range(ncmds):
-        cmd, size = struct.unpack_from("<II", data, off)
-        if cmd == _LC_SYMTAB:
-            symoff, nsyms = struct.unpack_from("<II", data, off + 8)
-            for i in range(nsyms):
-                at = start + symoff + 16 * i  # struct nlist_64
-                n_type = data[at + 4]
-                n_value = struct.unpack_from("<Q", data, at + 8)[0]
-                defined = n_type & _N_TYPE == _N_SECT or (n_type & _N_TYPE == _N_UNDF and n_value != 0)  # or common
-                if n_type & _N_STAB == 0 and n_type & _N_EXT and defined and not n_type & _N_PEXT:
-                    data[at + 4] = n_type | _N_PEXT
-                    hidden += 1
-        off += size
+    for at, _ in list(_symbols(data, start, len(data) if end is None else end)):
+        n_type = data[at + 4]
+        n_value = struct.unpack_from("<Q", data, at + 8)[0]
+        defined = n_type & _N_TYPE == _N_SECT or (n_type & _N_TYPE == _N_UNDF and n_value != 0)  # or common
+        if n_type & _N_STAB == 0 and n_type & _N_EXT and defined and not n_type & _N_PEXT:
+            data[at + 4] = n_type | _N_PEXT
+            hidden += 1
     return hidden
 
 
