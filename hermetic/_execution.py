@@ -18,6 +18,7 @@ import attrs
 from hermetic import _archive
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
+from hermetic._history import History, ingredients, root_causes
 from hermetic.errors import ActionFailed, BuildFailed, CacheError, HermeticError
 from hermetic.model import Action, Artifact, Digest, canonical_json, sha256_json
 from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environment, shuffled_view, terminate_all
@@ -90,7 +91,8 @@ class Executor:
                  jobs: int, keep_going: bool = False, source_date_epoch: int = 315532800,
                  report: Report | None = None, use_cache: bool = True,
                  goals: Sequence[Artifact] = (), variation: Variation | None = None,
-                 remote: Any = None, producer: Callable[[str], Action | None] | None = None) -> None:
+                 remote: Any = None, producer: Callable[[str], Action | None] | None = None,
+                 history: History | None = None) -> None:
         self.goals = {a.path for a in goals}
         self.store = store
         self.sandbox = sandbox
@@ -110,11 +112,18 @@ class Executor:
         self._pending: dict[str, tuple[dict[str, Any], set[str]]] = {}
         self._path_locks: dict[str, threading.Lock] = {}
         self.remote_hits = 0
+        self.remote_ids: set[str] = set()
         self.extra_executed = 0
         self.entries: dict[str, Entry] = {}
         self.stats = BuildStats()
         self.producer_keys: dict[str, str] = {}
         self.keys: dict[str, str] = {}
+        self.history = history
+        #: why each action that ran this build ran (action id -> reasons), its seconds and output bytes
+        self.why: dict[str, list[dict[str, Any]]] = {}
+        self.seconds: dict[str, float] = {}
+        self.out_bytes: dict[str, int] = {}
+        self._ingredients: dict[str, dict[str, Any]] = {}
         self._profile = sandbox.profile()
         self._lock = threading.Lock()
 
@@ -141,11 +150,29 @@ class Executor:
 
     def key_of(self, action: Action) -> str:
         inputs = {a.path: self._entry(a) for a in action.inputs}
-        key, material = action_key(action, inputs, self._profile if action.kind == "run" else None,
-                                   self.sde if action.kind == "run" else None)
+        profile = self._profile if action.kind == "run" else None
+        sde = self.sde if action.kind == "run" else None
+        key, material = action_key(action, inputs, profile, sde)
         with self._lock:
             self.materials[action.id] = canonical_json(material)
+        if self.history is not None:
+            ingr = ingredients(action, inputs, profile, sde)
+            self.history.keep(key, ingr)
+            with self._lock:
+                self._ingredients[action.id] = ingr
         return key
+
+    def _reasons(self, action: Action, key: str) -> list[dict[str, Any]]:
+        """Why *action* has to run: what changed since its last build."""
+        if self.history is None:
+            return [{"type": "no-cache"}] if not self.use_cache else []
+        upstream = {}
+        for art in action.inputs:
+            producer = self.producer(art.path)
+            if producer is not None and producer.id in self.why:
+                upstream[art.path] = (producer.describe(), root_causes(self.why[producer.id]))
+        return self.history.reasons(action.id, key, self._ingredients.get(action.id, {}),
+                                    cache_used=self.use_cache, upstream=upstream)
 
     # -- one action -----------------------------------------------------------
 
@@ -159,12 +186,28 @@ class Executor:
                 self._record(action, hit["outputs"], key)
                 if self.remote is not None:
                     self.remote.share_local_hit(key, self.materials[action.id], hit, action.describe())
+                self._outcome(action, key, "cached")
                 return False
             if self.remote is not None and self._remote_hit(action, key):
+                self._outcome(action, key, "remote")
                 return False
-        self.report("action-start", action=action)
+        reasons = self._reasons(action, key)
+        with self._lock:
+            self.why[action.id] = reasons
+        self.report("action-start", action=action, key=key, reasons=reasons)
+        t0 = time.monotonic()
         self._run_and_store(action, key)
+        self._outcome(action, key, "executed", reasons, time.monotonic() - t0)
         return True
+
+    def _outcome(self, action: Action, key: str, outcome: str, reasons: list[dict[str, Any]] | None = None,
+                 seconds: float = 0.0) -> None:
+        with self._lock:
+            self.seconds[action.id] = seconds
+            self.out_bytes[action.id] = sum(self.entries[o.path].size for o in action.outputs
+                                            if o.path in self.entries)
+        if self.history is not None:
+            self.history.record(action, key, outcome, reasons, seconds if outcome == "executed" else None)
 
     def _run_and_store(self, action: Action, key: str) -> dict[str, Any]:
         for art in action.inputs:
@@ -214,6 +257,7 @@ class Executor:
             if missing:
                 self._pending[key] = (adopted, set(missing))
             self.remote_hits += 1
+            self.remote_ids.add(action.id)
         if not missing:
             self.store.put_action(key, adopted)
         self._record(action, adopted["outputs"], key)
@@ -488,7 +532,9 @@ class Executor:
                         except HermeticError as exc:
                             failures.append(exc)
                             failed.add(aid)
-                            self.report("action-failed", action=a, error=exc)
+                            if self.history is not None and aid in self.keys:
+                                self.history.record(a, self.keys[aid], "failed", self.why.get(aid))
+                            self.report("action-failed", action=a, error=exc, key=self.keys.get(aid))
                             self._block(aid, dependants, failed)
                             continue
                         done_ids.add(aid)
@@ -496,7 +542,9 @@ class Executor:
                             executed += 1
                         else:
                             cached += 1
-                        self.report("action-done", action=a, cached=not ran, done=len(done_ids), total=len(order))
+                        self.report("action-done", action=a, cached=not ran, done=len(done_ids), total=len(order),
+                                    key=self.keys.get(aid), seconds=self.seconds.get(aid, 0.0),
+                                    bytes=self.out_bytes.get(aid, 0), remote=ran is False and aid in self.remote_ids)
                         for nxt in dependants.get(aid, ()):
                             waiting[nxt].discard(aid)
                             if not waiting[nxt] and nxt not in failed:
@@ -507,6 +555,9 @@ class Executor:
                 for f in running:
                     f.cancel()
                 raise
+            finally:
+                if self.history is not None:
+                    self.history.save()
         self.store.save_digests()
         stats = self.stats = BuildStats(executed + self.extra_executed, cached - self.extra_executed, len(failures),
                                         len(order) - len(done_ids) - len(failures), time.monotonic() - t0,

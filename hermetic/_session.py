@@ -18,6 +18,7 @@ from hermetic._buildfile import Workspace, find_workspace
 from hermetic._cache import Store, default_cache_dir
 from hermetic._execution import BuildStats, Executor
 from hermetic._fetch import FetchResolver
+from hermetic._history import History
 from hermetic._plugins import Hooks, make_plugin_manager
 from hermetic.errors import HermeticError, SandboxError
 from hermetic.fetch import FetcherRegistry
@@ -124,12 +125,14 @@ class Session:
             ex = Executor(store=store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
                           sources=analysis.sources, jobs=self.jobs, keep_going=self.keep_going,
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
-                          use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get)
+                          use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get,
+                          history=History(store.root) if use_cache else None)
             self.report("build-start", total=len(order), targets=labels)
             try:
                 stats = ex.execute(order, graph.deps)
             finally:
                 self._save_stats(ex, order)
+                self.report("build-done", stats=ex.stats, total=len(order))
             outputs: dict[Label, list[Path]] = {}
             if materialize:
                 for label, files in analysis.top.items():
@@ -165,12 +168,13 @@ class Session:
             common = dict(store=store, sandbox=sandbox, fetcher=self._fetch_resolver(), sources=analysis.sources,
                           jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch)
             ref = Executor(**common, report=track, goals=goals, remote=self.remote(),  # type: ignore[arg-type]
-                           producer=graph.producer.get)
+                           producer=graph.producer.get, history=History(store.root))
             self.report("build-start", total=len(order), targets=labels)
             try:
                 ref.execute(order, graph.deps)
             finally:
                 self._save_stats(ref, order)
+                self.report("build-done", stats=ref.stats, total=len(order))
             for path in list(ref.remote_only):  # every action is rebuilt: its inputs must be here
                 ref._ensure_local(path)
             if against_cache:
@@ -191,6 +195,41 @@ class Session:
                 report.first_difference = verifier.explain(first)
             store.save_digests()
         return report
+
+    def why(self, labels: Sequence[Label]) -> dict[str, Any]:
+        """Why each action of *labels*' closure ran (or not) in its last
+        build, from the store's history; plus source files edited since."""
+        analysis, graph = self.analyze(labels)
+        order = graph.closure([a for files in analysis.top.values() for a in files])
+        history = History(self.store.root)
+        actions = []
+        for a in order:
+            entry = history.entry(a.id)
+            rec: dict[str, Any] = {"id": a.id, "action": a.describe(), "mnemonic": a.mnemonic, "owner": str(a.owner)}
+            if entry is None:
+                rec["outcome"] = "never-built"
+            else:
+                rec.update(outcome=entry["outcome"], key=entry["key"], time=entry["time"],
+                           seconds=entry.get("seconds"), reasons=entry.get("reasons") or [])
+                rec["edited_since"] = self._edited_since(history.ingredients_of(entry["key"]), analysis.sources)
+            actions.append(rec)
+        return {"targets": [str(t) for t in labels], "actions": actions}
+
+    def _edited_since(self, ingr: dict[str, Any] | None, sources: Mapping[str, Path]) -> list[dict[str, Any]]:
+        """Source inputs whose bytes differ from when the action last ran."""
+        out = []
+        for path, e in ((ingr or {}).get("inputs") or {}).items():
+            host = sources.get(path)
+            if host is None:
+                continue
+            try:
+                d = self.store.source_digest(host)
+            except OSError:
+                out.append({"type": "input-removed", "path": path, "old": e, "new": None})
+                continue
+            if d.hash != e["hash"]:
+                out.append({"type": "input", "path": path, "old": e, "new": {"hash": d.hash, "size": d.size}})
+        return out
 
     def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
         st = ex.stats

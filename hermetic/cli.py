@@ -4,13 +4,14 @@ place that catches exceptions."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
-import threading
 import time
 from enum import IntEnum
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,29 @@ def _remote_cli(args: argparse.Namespace) -> dict[str, object]:
             "signing_key": str(args.signing_key) if args.signing_key else None}
 
 
+def _display_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--explain", action="store_true",
+                   help="say why each action that runs is not a cache hit (what changed since its last build)")
+    p.add_argument("--progress", choices=["auto", "live", "plain"], default="auto",
+                   help="auto: a live display on a terminal, plain lines elsewhere and under CI=true")
+    p.add_argument("--event-log", type=Path, metavar="FILE",
+                   help="write every event (action started/finished, cache hit/miss, bytes, seconds) as JSON lines")
+
+
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="say more (build: also list actions served from the cache)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and hermetic's internal log")
     p = argparse.ArgumentParser(prog="hermetic", description="Hermetic, reproducible, cached builds of "
-                                "Python wheels with native code.")
+                                "Python wheels with native code.", parents=[common])
     p.add_argument("-C", "--directory", type=Path, help="run as if started in this directory")
     p.add_argument("--cache-dir", type=Path, help="local store (default $HERMETIC_CACHE_DIR or "
                    "~/.cache/hermetic)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("build", help="build targets (fetch, compile, package, test)")
+    b = sub.add_parser("build", parents=[common], help="build targets (fetch, compile, package, test)")
     b.add_argument("targets", nargs="+", metavar="TARGET")
     b.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs (default: number of cores)")
     b.add_argument("-k", "--keep-going", action="store_true", help="build all that does not depend on a failure")
@@ -73,14 +88,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="how actions are isolated (default: the best the host has)")
     b.add_argument("--distdir", type=Path, action="append", default=[],
                    help="a directory of pinned downloads to use before any mirror or URL")
-    b.add_argument("-v", "--verbose", action="store_true", help="also list actions served from the cache")
     b.add_argument("--platform", metavar="PLATFORM",
                    help="the platform to build for (default: the host's); a target's own platform attribute "
                         "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
                         "macos-x86_64, windows-x86_64")
+    _display_options(b)
     _remote_options(b)
 
-    v = sub.add_parser("verify", help="rebuild without the cache, under varied conditions, and compare",
+    v = sub.add_parser("verify", parents=[common], help="rebuild without the cache, under varied conditions, and compare",
                        description="Build TARGET (cache allowed), then rebuild every action of its closure "
                        "without the cache from the same inputs and compare outputs byte for byte. By "
                        "default the rebuild varies what an action could observe (build root, uid/gid, umask, "
@@ -98,17 +113,24 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs of the first build")
     v.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     v.add_argument("--distdir", type=Path, action="append", default=[])
-    v.add_argument("--platform", metavar="PLATFORM",
-                   help="the platform to build for (default: the host's); a target's own platform attribute "
-                        "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
-                        "macos-x86_64, windows-x86_64")
+    v.add_argument("--platform", metavar="PLATFORM", help="as for build")
+    _display_options(v)
     _remote_options(v)
 
-    q = sub.add_parser("query", help="inspect the target graph")
+    q = sub.add_parser("query", parents=[common], help="inspect the target graph")
     q.add_argument("what", choices=["deps", "rdeps", "targets"])
     q.add_argument("target", nargs="?")
 
-    g = sub.add_parser("graph", help="print a target's action graph")
+    w = sub.add_parser("why", parents=[common], help="why each action of TARGET ran in its last build",
+                       description="For every action of TARGET's closure that did not come from the cache in "
+                       "its last build, name what changed since the build before: input files (path and "
+                       "digests), environment variables, arguments, toolchain identities, dependencies' outputs "
+                       "(traced back to what changed upstream). Also lists source files edited since.")
+    w.add_argument("target")
+    w.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    w.add_argument("--platform", metavar="PLATFORM", help="as for build")
+
+    g = sub.add_parser("graph", parents=[common], help="print a target's action graph")
     g.add_argument("target")
     g.add_argument("--format", choices=["dot", "json"], default="dot")
     g.add_argument("--platform", metavar="PLATFORM",
@@ -116,86 +138,51 @@ def _parser() -> argparse.ArgumentParser:
                         "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
                         "macos-x86_64, windows-x86_64")
 
-    c = sub.add_parser("clean", help="remove the output directory")
+    c = sub.add_parser("clean", parents=[common], help="remove the output directory")
     c.add_argument("--expunge", action="store_true", help="also delete the local cache")
 
-    ca = sub.add_parser("cache", help="the local store")
+    ca = sub.add_parser("cache", parents=[common], help="the local store")
     csub = ca.add_subparsers(dest="cache_command", required=True)
-    csub.add_parser("stats", help="size of the store and what the last build did")
-    gc = csub.add_parser("gc", help="evict least recently used blobs")
+    csub.add_parser("stats", parents=[common], help="size of the store and what the last build did")
+    gc = csub.add_parser("gc", parents=[common], help="evict least recently used blobs")
     gc.add_argument("--max-size", type=_size, required=True, help="e.g. 2G")
-    kg = csub.add_parser("keygen", help="create an ed25519 key for signing results shared through a remote cache")
+    kg = csub.add_parser("keygen", parents=[common], help="create an ed25519 key for signing results shared through a remote cache")
     kg.add_argument("name", help="the key's name, e.g. ci-2026 (signatures say which key made them)")
     kg.add_argument("--dir", type=Path, default=None,
                     help="where NAME.secret and NAME.pub go (default ~/.config/hermetic/keys)")
     return p
 
 
-class Renderer:
-    """Turns engine events into lines on stderr."""
-
-    def __init__(self, verbose: bool = False) -> None:
-        self.verbose = verbose
-        self.lock = threading.Lock()
-        self.started: dict[str, float] = {}
-
-    def __call__(self, event: str, **data: Any) -> None:
-        with self.lock:
-            if event == "action-start":
-                a = data["action"]
-                self.started[a.id] = time.monotonic()
-                self._line(f"[start] {a.describe()}")
-            elif event == "action-done":
-                a = data["action"]
-                if data["cached"]:
-                    if self.verbose:
-                        self._line(f"[{data['done']}/{data['total']}] cached {a.describe()}")
-                else:
-                    secs = time.monotonic() - self.started.get(a.id, time.monotonic())
-                    self._line(f"[{data['done']}/{data['total']}] done   {a.describe()} ({secs:.1f}s)")
-            elif event == "action-failed":
-                self._line(f"[failed] {data['action'].describe()}")
-            elif event == "note":
-                self._line(f"note: {data['message']}")
-            elif event == "verify-begin":
-                if data["against_cache"]:
-                    self._line(f"verify: rebuilding {data['total']} actions locally to challenge the cached results")
-                else:
-                    shown = ", ".join(f"{_VARIED_NAMES.get(k, k)} {v}" for k, v in data["applied"].items())
-                    self._line(f"verify: rebuilding {data['total']} actions without the cache; varied: {shown}")
-                    for k, why in data["skipped"].items():
-                        self._line(f"verify: not varied: {_VARIED_NAMES.get(k, k)}: {why}")
-            elif event == "verify-start":
-                a = data["action"]
-                self._line(f"[{data['index']}/{data['total']}] rebuild {a.describe()}")
-            elif event == "verify-done":
-                v = data["verdict"]
-                a = v.action
-                status = v.status.upper() if v.status in ("differs", "failed") else v.status
-                secs = f" ({v.seconds:.1f}s)" if v.seconds else ""
-                self._line(f"[{data['index']}/{data['total']}] {status:<13} {a.describe()}{secs}")
-                if v.status == "failed":
-                    for line in v.error.splitlines()[-20:]:
-                        self._line(f"    {line}")
-
-    def _line(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-
-_VARIED_NAMES = {"root": "build root", "uid": "uid", "gid": "gid", "umask": "umask", "timezone": "TZ",
-                 "locale": "locale", "hostname": "hostname", "clock_offset": "clock", "jobs": "-j",
-                 "shuffle_dirs": "directory order"}
-
-
-def _print_error(exc: BaseException) -> None:
+def _print_error(exc: BaseException, debug: bool = False) -> None:
     if isinstance(exc, BaseExceptionGroup):
         for e in exc.exceptions:
-            _print_error(e)
+            _print_error(e, debug)
         return
-    print(f"error: {exc}", file=sys.stderr)
-    hint = getattr(exc, "hint", None)
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    reason = getattr(exc, "reason", "error")
+    print(f"error[{reason}]: {exc}", file=sys.stderr)
+    hint = getattr(exc, "hint", None) or _GENERIC_HINTS.get(reason)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
+
+
+#: what to do, for errors whose raiser had nothing more specific to say
+_GENERIC_HINTS = {
+    "usage": "see `hermetic COMMAND --help`",
+    "bad-label": 'labels look like //package:name, :name in the current package, or //package',
+    "build-file": "fix the BUILD.toml at the line shown",
+    "analysis": "fix the target's attributes at the line shown",
+    "action-failed": "see the command and its output above; `hermetic why TARGET` says what changed",
+    "fetch": "put the file in a --distdir directory, or check the pinned sha256 and URLs in the recipe",
+    "cache-io": "check the cache directory's permissions and free space (--cache-dir, $HERMETIC_CACHE_DIR)",
+    "remote": "check the [remote] settings or pass --remote-cache with a http(s):// or grpc(s):// URL",
+    "cycle": "break the cycle between the targets shown",
+    "toolchain": "install the tool named above (scripts/setup.sh installs everything hermetic needs)",
+    "platform": "name a platform like linux-x86_64, linux-aarch64-manylinux2014, musllinux-x86_64, macos-arm64",
+}
 
 
 def _exit_for(exc: HermeticError) -> ExitCode:
@@ -203,25 +190,47 @@ def _exit_for(exc: HermeticError) -> ExitCode:
         return ExitCode.BUILD_FAILED
     if exc.reason in ("sandbox", "no-sandbox", "toolchain", "no-toolchain", "no-workspace", "no-host-platform"):
         return ExitCode.ENVIRONMENT
+    if exc.reason == "usage":
+        return ExitCode.USAGE
     return ExitCode.BAD_INPUT
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.verbose = getattr(args, "verbose", False)
+    args.debug = getattr(args, "debug", False) or os.environ.get("HERMETIC_DEBUG") == "1"
+    if args.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="debug: %(name)s: %(message)s")
     try:
         return int(_run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except HermeticError as exc:
-        _print_error(exc)
+        _print_error(exc, args.debug)
         return _exit_for(exc)
     except BaseExceptionGroup as group:
-        errs = group.exceptions
-        if not all(isinstance(e, HermeticError) for e in errs):
-            raise
-        _print_error(group)
+        if not all(isinstance(e, HermeticError) for e in group.exceptions):
+            return _internal_error(group, args.debug)
+        _print_error(group, args.debug)
         return ExitCode.BAD_INPUT
+    except Exception as exc:  # a bug in hermetic or a plugin, not the user's input
+        return _internal_error(exc, args.debug)
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    import traceback
+
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
+    print(f"error[internal]: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+    print("hint: this is a bug in hermetic or one of its plugins, not in your input; rerun with --debug for the "
+          "traceback and report it", file=sys.stderr)
+    return 70  # EX_SOFTWARE
 
 
 def _session(args: argparse.Namespace, **kw: Any):  # type: ignore[no-untyped-def]
@@ -237,6 +246,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _query(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "why":
+        return _why(args)
     if args.command == "graph":
         s = _session(args)
         analysis, graph = s.analyze(s.parse_labels([args.target]))
@@ -291,12 +302,30 @@ def _run(args: argparse.Namespace) -> ExitCode:
     raise AssertionError(args.command)
 
 
+@contextlib.contextmanager
+def _reporter(args: argparse.Namespace) -> Iterator[Any]:
+    """The progress display (live or plain) and the event log, closed after."""
+    from hermetic._progress import EventLog, LiveRenderer, PlainRenderer, use_live_display
+
+    cls = LiveRenderer if use_live_display(args.progress) else PlainRenderer
+    shown = cls(verbose=args.verbose, explain=args.explain)
+    report: Any = shown
+    try:
+        if args.event_log:
+            report = EventLog(args.event_log, shown)
+        yield report
+    finally:
+        if report is not shown:
+            report.close()
+        shown.close()
+
+
 def _build(args: argparse.Namespace) -> ExitCode:
-    renderer = Renderer(args.verbose)
     t0 = time.monotonic()
-    s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
-                 jobs=args.jobs, keep_going=args.keep_going, report=renderer, remote=_remote_cli(args))
-    result = s.build(s.parse_labels(args.targets))
+    with _reporter(args) as report:
+        s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
+                     jobs=args.jobs, keep_going=args.keep_going, report=report, remote=_remote_cli(args))
+        result = s.build(s.parse_labels(args.targets))
     st = result.stats
     secs = time.monotonic() - t0
     total = st.executed + st.cached
@@ -315,10 +344,11 @@ def _build(args: argparse.Namespace) -> ExitCode:
 
 
 def _verify(args: argparse.Namespace) -> ExitCode:
-    s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=Renderer(),
-                 remote=_remote_cli(args))
-    report = s.verify(s.parse_labels(args.targets), against_cache=args.against_cache, disabled=args.no_vary,
-                      diff_tool=args.diff_tool)
+    with _reporter(args) as shown:
+        s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=shown,
+                     remote=_remote_cli(args))
+        report = s.verify(s.parse_labels(args.targets), against_cache=args.against_cache,
+                          disabled=args.no_vary, diff_tool=args.diff_tool)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     counts = report.to_json()["counts"]
@@ -370,4 +400,41 @@ def _query(args: argparse.Namespace) -> ExitCode:
                 stack.append(t)
     for t in sorted(rdeps):
         print(t)
+    return ExitCode.OK
+
+
+def _why(args: argparse.Namespace) -> ExitCode:
+    from hermetic._history import describe
+
+    s = _session(args)
+    report = s.why(s.parse_labels([args.target]))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return ExitCode.OK
+    acts = report["actions"]
+    ran = [a for a in acts if a["outcome"] in ("executed", "failed")]
+    never = [a for a in acts if a["outcome"] == "never-built"]
+    cached = [a for a in acts if a["outcome"] in ("cached", "remote")]
+    when = max((a["time"] for a in acts if a.get("time")), default=None)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when)) if when else "never"
+    print(f"{args.target}: {len(acts)} actions; last built {stamp}: {len(ran)} ran, {len(cached)} from the cache"
+          + (f", {len(never)} never built" if never else ""))
+    for a in ran:
+        secs = f" ({a['seconds']:.1f}s)" if a.get("seconds") else ""
+        verb = "FAILED" if a["outcome"] == "failed" else "ran"
+        print(f"{verb} {a['action']}{secs} because:")
+        for r in a["reasons"]:
+            print(f"    {describe(r)}")
+            for c in r.get("because") or []:
+                print(f"      <- {describe(c)}")
+    if not ran and not never:
+        print(f"everything was cached: all {len(acts)} actions came from the cache in their last build")
+    for a in never:
+        print(f"never built: {a['action']}")
+    edited = {(e["path"], e["new"]["hash"] if e["new"] else None): e
+              for a in acts for e in a.get("edited_since", [])}
+    if edited:
+        print("edited since the last build (the next build reruns what reads them):")
+        for e in edited.values():
+            print(f"    {describe(e)}")
     return ExitCode.OK

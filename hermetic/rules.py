@@ -373,6 +373,15 @@ class RuleContext:
             self._shared.add(art.path)
         return art
 
+    def client_env(self, name: str) -> str | None:
+        """A variable of the environment hermetic was started in (Bazel's
+        ``--action_env``/``env_inherit``). A rule that passes it to an action
+        puts its value in the action's env, hence in its key: changing it
+        reruns exactly the actions that read it, and ``hermetic why`` names it."""
+        import os
+
+        return os.environ.get(name)
+
     def tool_file(self, path: str | Path) -> Artifact:
         """A file shipped with a rule plugin (a helper script, a pinned key):
         an input like any source, keyed by its content."""

@@ -18,8 +18,15 @@ def _genrule(ctx: RuleContext) -> list[Provider]:
             raise ctx.error(f"{s.path}: a genrule input path may not contain spaces, quotes or $")
     srcs = " ".join(f"$IN/{s.path}" for s in ctx.attr.srcs)
     script = f'SRCS="{srcs}"\nset -eu\n{ctx.attr.cmd}'
+    env = dict(ctx.attr.env)
+    for name in ctx.attr.env_inherit:
+        if name in env:
+            raise ctx.error(f"{name} is both in env and in env_inherit", hint="keep it in one of them")
+        value = ctx.client_env(name)
+        if value is not None:  # unset stays unset: that too is in the key
+            env[name] = value
     ctx.actions.run(["/bin/sh", "-c", script], inputs=ctx.attr.srcs, outputs=outs,
-                    mnemonic=ctx.attr.mnemonic or "Genrule", toolchains=toolchains, env=dict(ctx.attr.env))
+                    mnemonic=ctx.attr.mnemonic or "Genrule", toolchains=toolchains, env=env)
     return [DefaultInfo(tuple(outs))]
 
 
@@ -30,6 +37,8 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "outs": attr.string_list(mandatory=True, doc="output file names"),
         "srcs": attr.files(),
         "toolchains": attr.string_list(doc='toolchain kinds it uses, e.g. ["cc"]: fingerprinted into the key'),
-        "env": attr.string_dict(),
+        "env": attr.string_dict(doc="variables set for the command"),
+        "env_inherit": attr.string_list(doc="variables passed through from the environment hermetic runs in: "
+                                            "their values are part of the action's key"),
         "mnemonic": attr.string(),
     }, doc="Run a shell command in the sandbox.")(_genrule)

@@ -10,7 +10,7 @@ def test_unknown_target_is_a_clear_error(tmp_path, capsys, monkeypatch):
     code = cli.main(["-C", str(tmp_path), "--cache-dir", str(tmp_path / "c"), "build", "//:lbi"])
     err = capsys.readouterr().err
     assert code == cli.ExitCode.BAD_INPUT
-    assert 'error: no target "//:lbi"' in err and 'hint: did you mean "//:lib"?' in err
+    assert 'error[unknown-target]: no target "//:lbi"' in err and 'hint: did you mean "//:lib"?' in err
 
 
 def test_build_file_error_names_file_and_line(tmp_path, capsys):
@@ -18,7 +18,7 @@ def test_build_file_error_names_file_and_line(tmp_path, capsys):
     code = cli.main(["-C", str(tmp_path), "query", "deps", "//:lib"])
     err = capsys.readouterr().err
     assert code == cli.ExitCode.BAD_INPUT
-    assert "error: BUILD.toml:4: target //:lib: rule \"filegroup\" has no attribute \"srcz\"" in err
+    assert "error[unknown-attribute]: BUILD.toml:4: target //:lib: rule \"filegroup\" has no attribute \"srcz\"" in err
     assert 'hint: did you mean "srcs"?' in err
 
 
