@@ -174,6 +174,25 @@ class Executor:
         return self.history.reasons(action.id, key, self._ingredients.get(action.id, {}),
                                     cache_used=self.use_cache, upstream=upstream)
 
+    def plan(self, order: Sequence[Action]) -> dict[str, dict[str, Any]]:
+        """What a build would do, without running anything: each action's
+        key where its inputs are known (sources, outputs of cached actions)
+        and whether the cache has it; otherwise what it waits for."""
+        out: dict[str, dict[str, Any]] = {}
+        for a in order:
+            waits = sorted({p.describe() for p in (self.producer(i.path) for i in a.inputs
+                                                    if i.path not in self.entries and i.path not in self.sources)
+                            if p is not None})
+            if waits:
+                out[a.id] = {"key": None, "status": "would-run", "waits_for": waits}
+                continue
+            key = self.key_of(a)
+            hit = self.store.get_action(key)
+            if hit is not None:
+                self._record(a, hit["outputs"], key)
+            out[a.id] = {"key": key, "status": "cached" if hit is not None else "would-run", "waits_for": []}
+        return out
+
     # -- one action -----------------------------------------------------------
 
     def _execute_one(self, action: Action) -> bool:

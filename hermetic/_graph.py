@@ -88,24 +88,70 @@ class ActionGraph:
     def deps(self, action: Action) -> list[Action]:
         return [self.actions[i] for i in sorted(self.preds[action.id])]
 
-    def to_json(self, actions: list[Action]) -> dict[str, Any]:
+    def to_json(self, actions: list[Action], status: dict[str, str] | None = None) -> dict[str, Any]:
         ids = {a.id for a in actions}
+        status = status or {}
         return {
             "actions": [
-                {"id": a.id, "kind": a.kind, "mnemonic": a.mnemonic, "owner": str(a.owner),
-                 "inputs": [i.path for i in a.inputs], "outputs": [o.path for o in a.outputs]}
+                {"id": a.id, "kind": a.kind, "mnemonic": a.mnemonic, "owner": str(a.owner), "config": a.config,
+                 "inputs": [i.path for i in a.inputs], "outputs": [o.path for o in a.outputs],
+                 "last_build": status.get(a.id, "never-built")}
                 for a in actions
             ],
             "edges": [[u, v] for u, v in self.edges if u in ids and v in ids],
         }
 
-    def to_dot(self, actions: list[Action]) -> str:
+    def to_dot(self, actions: list[Action], status: dict[str, str] | None = None) -> str:
+        """DOT text; with *status* (action id -> last outcome) nodes are
+        coloured by what they did in their last build, with a legend."""
         ids = {a.id for a in actions}
-        lines = ["digraph hermetic {", "  rankdir=LR;", '  node [shape=box, fontname="monospace"];']
+        lines = _dot_head()
         for a in actions:
-            lines.append(f'  "{a.id}" [label="{a.mnemonic}\\n{a.owner}"];')
+            label = f"{a.mnemonic}\\n{a.owner}" + (f"\\n[{a.config}]" if a.config else "")
+            lines.append(f'  "{a.id}" [label="{label}", {_style((status or {}).get(a.id))}];')
         for u, v in self.edges:
             if u in ids and v in ids:
                 lines.append(f'  "{u}" -> "{v}";')
+        if status is not None:
+            lines += _legend()
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+#: fill colours by last outcome (Okabe-Ito-ish, readable in grey too)
+_COLOURS = {"executed": "#f4a259", "cached": "#a6cee3", "remote": "#b2df8a", "failed": "#e31a1c",
+            "never-built": "#ffffff"}
+
+
+def _style(outcome: str | None) -> str:
+    return f'style=filled, fillcolor="{_COLOURS.get(outcome or "never-built", "#ffffff")}"'
+
+
+def _dot_head() -> list[str]:
+    return ["digraph hermetic {", "  rankdir=LR;", '  node [shape=box, fontname="monospace", fontsize=10];']
+
+
+def _legend() -> list[str]:
+    lines = ["  subgraph cluster_legend {", '    label="last build"; fontname="monospace"; fontsize=10;']
+    for name in _COLOURS:
+        lines.append(f'    "legend:{name}" [label="{name}", {_style(name)}];')
+    lines.append("  }")
+    return lines
+
+
+def target_dot(deps: dict[Label, list[Label]], kinds: dict[Label, str], keep: set[Label],
+               outcomes: dict[str, set[str]]) -> str:
+    """The target graph restricted to *keep*; a target is coloured by its
+    actions' last outcomes (executed if any of them ran)."""
+    lines = _dot_head()
+    for t in sorted(keep):
+        got = outcomes.get(str(t), set())
+        outcome = next((o for o in ("failed", "executed", "remote", "cached") if o in got), None)
+        lines.append(f'  "{t}" [label="{t}\\n{kinds.get(t, "")}", {_style(outcome)}];')
+    for t in sorted(keep):
+        for d in deps.get(t, ()):
+            if d in keep:
+                lines.append(f'  "{t}" -> "{d}";')
+    lines += _legend()
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -215,6 +215,47 @@ class Session:
             actions.append(rec)
         return {"targets": [str(t) for t in labels], "actions": actions}
 
+    def last_outcomes(self) -> dict[str, str]:
+        """Action id -> what it did in its last build (executed, cached,
+        remote, failed), from the store's history."""
+        history = History(self.store.root)
+        return {aid: e.get("outcome", "") for aid, e in history._old.items()}
+
+    def target_graph(self) -> dict[str, Any]:
+        """Every target of the workspace: deps, rule kinds, attributes."""
+        loaded = load(self.ws, self.registry, self.all_targets())
+        return {"deps": loaded.deps, "kinds": {t: d.rule for t, d in loaded.decls.items()},
+                "attrs": {t: d.values for t, d in loaded.decls.items()}}
+
+    def aquery(self, labels: Sequence[Label]) -> list[dict[str, Any]]:
+        """The actions of *labels*' closure as a build would see them now:
+        command line, env, inputs with digests, outputs, toolchains, key."""
+        analysis, graph = self.analyze(labels)
+        order = graph.closure([a for files in analysis.top.values() for a in files])
+        ex = Executor(store=self.store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
+                      sources=analysis.sources, jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch,
+                      producer=graph.producer.get)
+        plan = ex.plan(order)
+        out = []
+        for a in order:
+            rec: dict[str, Any] = {"id": a.id, "describe": a.describe(), "mnemonic": a.mnemonic, "kind": a.kind,
+                                   "owner": str(a.owner), "config": a.config, **plan[a.id]}
+            rec["inputs"] = [{"path": i.path, **(ex.entries[i.path].to_json() if i.path in ex.entries else {})}
+                             for i in a.inputs]
+            rec["outputs"] = [o.path for o in a.outputs]
+            params = dict(a.params or {})
+            if a.kind == "run":
+                rec["command"] = _command_text(params.pop("argv"))
+                rec["env"] = params.pop("env")
+                rec["toolchains"] = [{"kind": t.kind, "fingerprint": t.fingerprint, "identity": t.identity}
+                                     for t in a.toolchains]
+                rec["platform"] = str(a.platform) if a.platform else None
+            elif a.kind == "write" and len(params.get("content", "")) > 200:
+                params["content"] = params["content"][:200] + "..."
+            rec["params"] = params
+            out.append(rec)
+        return out
+
     def _edited_since(self, ingr: dict[str, Any] | None, sources: Mapping[str, Path]) -> list[dict[str, Any]]:
         """Source inputs whose bytes differ from when the action last ran."""
         out = []
@@ -261,3 +302,16 @@ class Session:
     def all_targets(self) -> list[Label]:
         self.ws.load_all()
         return sorted(self.ws.targets)
+
+
+def _command_text(argv: list[Any]) -> str:
+    import shlex
+
+    words = []
+    for a in argv:
+        if isinstance(a, dict):
+            (kind, rel), = a.items()
+            words.append(f"${kind.upper()}/{rel}" if rel else f"${kind.upper()}")
+        else:
+            words.append(a)
+    return " ".join(w if w.startswith("$") and " " not in w else shlex.quote(w) for w in words)

@@ -117,9 +117,25 @@ def _parser() -> argparse.ArgumentParser:
     _display_options(v)
     _remote_options(v)
 
-    q = sub.add_parser("query", parents=[common], help="inspect the target graph")
-    q.add_argument("what", choices=["deps", "rdeps", "targets"])
-    q.add_argument("target", nargs="?")
+    q = sub.add_parser("query", parents=[common], help="query the target graph (Bazel's query language)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Evaluate EXPR over the workspace's target graph and print the targets.",
+                       epilog="EXPR: LABEL, //..., //pkg/..., //pkg:all; deps(X[, DEPTH]) (X and what it needs), "
+                       "rdeps(UNIVERSE, X[, DEPTH]) or rdeps(X), kind(REGEX, X) (by rule name), filter(REGEX, X) "
+                       "(by label), attr(NAME, REGEX, X), somepath(A, B) (one path, in order), allpaths(A, B); "
+                       "X + Y, X - Y, X ^ Y (union, except, intersect).\n"
+                       "examples:\n  hermetic query 'deps(//wheel:linux-x86_64)'\n"
+                       "  hermetic query 'kind(archive, deps(//wheel:all))'\n"
+                       "  hermetic query 'somepath(//wheel:linux-x86_64, //recipes/openssl:source)'\n"
+                       "The old forms `query deps|rdeps TARGET` and `query targets` still work (without TARGET).")
+    q.add_argument("expr", nargs="+", metavar="EXPR")
+    q.add_argument("--output", choices=["label", "label_kind", "json"], default="label")
+
+    aq = sub.add_parser("aquery", parents=[common], help="the actions of a target: command lines, env, inputs, keys")
+    aq.add_argument("target")
+    aq.add_argument("--mnemonic", metavar="REGEX", help="only actions whose mnemonic matches")
+    aq.add_argument("--output", choices=["text", "json"], default="text")
+    aq.add_argument("--platform", metavar="PLATFORM", help="as for build")
 
     w = sub.add_parser("why", parents=[common], help="why each action of TARGET ran in its last build",
                        description="For every action of TARGET's closure that did not come from the cache in "
@@ -130,9 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="print the explanation as JSON")
     w.add_argument("--platform", metavar="PLATFORM", help="as for build")
 
-    g = sub.add_parser("graph", parents=[common], help="print a target's action graph")
+    g = sub.add_parser("graph", parents=[common], help="a target's action (or target) graph: dot, json, svg, png",
+                       description="The action graph of TARGET (or with --targets its target graph), coloured by "
+                       "what each action did in its last build: executed, from the cache, from the remote "
+                       "cache, failed, never built. svg and png are drawn by Graphviz's dot.")
     g.add_argument("target")
-    g.add_argument("--format", choices=["dot", "json"], default="dot")
+    g.add_argument("--format", choices=["dot", "json", "svg", "png"], default="dot")
+    g.add_argument("--targets", action="store_true", help="draw targets and their dependencies, not actions")
+    g.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout; png needs it "
+                   "on a terminal)")
     g.add_argument("--platform", metavar="PLATFORM",
                    help="the platform to build for (default: the host's); a target's own platform attribute "
                         "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
@@ -249,14 +271,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
     if args.command == "why":
         return _why(args)
     if args.command == "graph":
-        s = _session(args)
-        analysis, graph = s.analyze(s.parse_labels([args.target]))
-        order = graph.closure([a for fs in analysis.top.values() for a in fs])
-        if args.format == "json":
-            print(json.dumps(graph.to_json(order), indent=2))
-        else:
-            print(graph.to_dot(order), end="")
-        return ExitCode.OK
+        return _graph(args)
+    if args.command == "aquery":
+        return _aquery(args)
     if args.command == "clean":
         s = _session(args)
         for p in s.clean(expunge=args.expunge):
@@ -374,67 +391,128 @@ def _verify(args: argparse.Namespace) -> ExitCode:
 
 
 def _query(args: argparse.Namespace) -> ExitCode:
+    from hermetic._query import Query
+
+    words = args.expr
+    if words == ["targets"]:
+        expr = "//..."
+    elif len(words) == 2 and words[0] in ("deps", "rdeps"):  # the first spelling: without the target itself
+        expr = f"{words[0]}({words[1]}) - {words[1]}"
+    elif len(words) == 1 and words[0] in ("deps", "rdeps"):
+        raise HermeticError(f"query {words[0]} needs a TARGET", reason="usage",
+                            hint=f"hermetic query '{words[0]}(//package:name)'")
+    else:
+        expr = " ".join(words)
     s = _session(args)
-    if args.what == "targets":
-        for t in s.all_targets():
-            print(t)
+    graph = s.target_graph()
+    q = Query(graph["deps"], graph["kinds"], graph["attrs"], lambda t: s.parse_labels([t])[0])
+    result = q.evaluate(expr)
+    if args.output == "json":
+        print(json.dumps([{"label": str(t), "kind": graph["kinds"].get(t),
+                           "deps": [str(d) for d in graph["deps"].get(t, [])]} for t in result], indent=2))
         return ExitCode.OK
-    if not args.target:
-        raise HermeticError(f"query {args.what} needs a TARGET", reason="usage")
-    (label,) = s.parse_labels([args.target])
-    if args.what == "deps":
-        deps = s.target_deps([label])
-        for t in sorted(deps):
-            if t != label:
-                print(t)
-        return ExitCode.OK
-    every = s.all_targets()
-    deps = s.target_deps(every)
-    rdeps: set[Any] = set()
-    stack = [label]
-    while stack:
-        cur = stack.pop()
-        for t, ds in deps.items():
-            if cur in ds and t not in rdeps:
-                rdeps.add(t)
-                stack.append(t)
-    for t in sorted(rdeps):
-        print(t)
+    for t in result:
+        print(f"{graph['kinds'].get(t)} rule {t}" if args.output == "label_kind" else t)
     return ExitCode.OK
 
 
-def _why(args: argparse.Namespace) -> ExitCode:
-    from hermetic._history import describe
+def _graph(args: argparse.Namespace) -> ExitCode:
+    import subprocess
+
+    from hermetic._graph import target_dot
 
     s = _session(args)
-    report = s.why(s.parse_labels([args.target]))
-    if args.json:
-        print(json.dumps(report, indent=2))
+    labels = s.parse_labels([args.target])
+    status = s.last_outcomes()
+    if args.targets:
+        graph = s.target_graph()
+        keep = _target_closure(graph["deps"], labels)
+        owners: dict[str, set[str]] = {}
+        for aid, outcome in status.items():
+            owners.setdefault(aid.split("#", 1)[0], set()).add(outcome)
+        text = target_dot(graph["deps"], graph["kinds"], keep, owners)
+        data: Any = {"targets": [{"label": str(t), "kind": graph["kinds"].get(t),
+                                  "deps": [str(d) for d in graph["deps"].get(t, [])]} for t in sorted(keep)]}
+    else:
+        analysis, agraph = s.analyze(labels)
+        order = agraph.closure([a for fs in analysis.top.values() for a in fs])
+        text = agraph.to_dot(order, status)
+        data = agraph.to_json(order, status)
+    if args.format in ("dot", "json"):
+        out = text if args.format == "dot" else json.dumps(data, indent=2) + "\n"
+        if args.output:
+            args.output.write_text(out)
+        else:
+            print(out, end="")
         return ExitCode.OK
-    acts = report["actions"]
-    ran = [a for a in acts if a["outcome"] in ("executed", "failed")]
-    never = [a for a in acts if a["outcome"] == "never-built"]
-    cached = [a for a in acts if a["outcome"] in ("cached", "remote")]
-    when = max((a["time"] for a in acts if a.get("time")), default=None)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when)) if when else "never"
-    print(f"{args.target}: {len(acts)} actions; last built {stamp}: {len(ran)} ran, {len(cached)} from the cache"
-          + (f", {len(never)} never built" if never else ""))
-    for a in ran:
-        secs = f" ({a['seconds']:.1f}s)" if a.get("seconds") else ""
-        verb = "FAILED" if a["outcome"] == "failed" else "ran"
-        print(f"{verb} {a['action']}{secs} because:")
-        for r in a["reasons"]:
-            print(f"    {describe(r)}")
-            for c in r.get("because") or []:
-                print(f"      <- {describe(c)}")
-    if not ran and not never:
-        print(f"everything was cached: all {len(acts)} actions came from the cache in their last build")
-    for a in never:
-        print(f"never built: {a['action']}")
-    edited = {(e["path"], e["new"]["hash"] if e["new"] else None): e
-              for a in acts for e in a.get("edited_since", [])}
-    if edited:
-        print("edited since the last build (the next build reruns what reads them):")
-        for e in edited.values():
-            print(f"    {describe(e)}")
+    if args.output is None and args.format == "png" and sys.stdout.isatty():
+        raise HermeticError("a PNG on a terminal is unreadable", reason="usage",
+                            hint=f"hermetic graph {args.target} --format png -o graph.png")
+    import shutil
+
+    dot = shutil.which("dot")
+    if dot is None:
+        raise HermeticError(f"--format {args.format} needs Graphviz's dot, which is not on PATH",
+                            reason="no-toolchain", hint="apt-get install graphviz (scripts/setup.sh does), or "
+                            "use --format dot and render it elsewhere")
+    done = subprocess.run([dot, f"-T{args.format}"], input=text.encode(), capture_output=True, check=False)
+    if done.returncode != 0:
+        raise HermeticError(f"dot failed: {done.stderr.decode(errors='replace').strip()}", reason="graphviz",
+                            hint="try --format dot to see the graph text")
+    if args.output:
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        tmp.write_bytes(done.stdout)
+        os.replace(tmp, args.output)
+        print(f"{args.output}: {len(done.stdout)} bytes", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(done.stdout)
+    return ExitCode.OK
+
+
+def _target_closure(deps: dict[Any, list[Any]], roots: list[Any]) -> set[Any]:
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        for d in deps.get(stack.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return seen
+
+
+def _aquery(args: argparse.Namespace) -> ExitCode:
+    s = _session(args)
+    acts = s.aquery(s.parse_labels([args.target]))
+    if args.mnemonic:
+        rx = re.compile(args.mnemonic)
+        acts = [a for a in acts if rx.search(a["mnemonic"])]
+    if args.output == "json":
+        print(json.dumps(acts, indent=2))
+        return ExitCode.OK
+    for a in acts:
+        print(f"action {a['describe']}")
+        print(f"  id:         {a['id']}")
+        print(f"  kind:       {a['kind']}")
+        status = {"cached": "in the cache", "would-run": "not in the cache: the next build runs it"}
+        if a["key"]:
+            print(f"  key:        {a['key']} ({status[a['status']]})")
+        else:
+            print(f"  key:        not known yet: it depends on outputs of {', '.join(a['waits_for'])} "
+                  f"that are not built")
+        for t in a.get("toolchains", []):
+            ident = ", ".join(f"{k}={v}" for k, v in list(t["identity"].items())[:4])
+            print(f"  toolchain:  {t['kind']} {t['fingerprint'][:12]} ({ident})")
+        for i in a["inputs"]:
+            digest = f" sha256:{i['hash'][:12]} {i['size']} bytes{' (tree)' if i.get('tree') else ''}" \
+                if i.get("hash") else " (not built yet)"
+            print(f"  input:      {i['path']}{digest}")
+        for o in a["outputs"]:
+            print(f"  output:     {o}")
+        for k, v in a.get("env", {}).items():
+            print(f"  env:        {k}={v}")
+        if a.get("command"):
+            print(f"  command:    {a['command']}")
+        for k, v in a.get("params", {}).items():
+            print(f"  {k + ':':<11} {json.dumps(v)}")
+        print()
     return ExitCode.OK
