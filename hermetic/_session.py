@@ -141,10 +141,32 @@ class Session:
                         dest = self.output_dir / art.path.removeprefix("out/")
                         ex.materialize(art, dest)
                         paths.append(dest)
+                        paths += self._provenance(art, dest, labels, graph, ex, analysis.sources)
                     outputs[label] = paths
             store.save_digests()
         self.executor = ex
         return BuildResult(outputs, stats, self.output_dir)
+
+    def _provenance(self, art: Any, dest: Path, labels: Sequence[Label], graph: Any, ex: Executor,
+                    sources: Mapping[str, Path]) -> list[Path]:
+        """Provenance, SBOM and a hash-pinned requirement beside every wheel
+        the build delivers (see :mod:`hermetic._provenance`)."""
+        from hermetic import _provenance
+
+        wheels = [dest] if dest.suffix == ".whl" else sorted(dest.glob("*.whl")) if dest.is_dir() else []
+        root = graph.producer.get(art.path)
+        if not wheels or root is None:
+            return []
+        closure = graph.closure([art])
+        read = {i.path: ex.entries[i.path].hash for a in closure for i in a.inputs
+                if i.path in sources and i.path in ex.entries}
+        written = []
+        for wheel in wheels:
+            written += _provenance.write(
+                wheel, dest.parent if dest.is_dir() else dest.parent, targets=[str(t) for t in labels],
+                platform=str(root.platform or self.platform), closure=closure, keys=ex.keys, root=root,
+                sources=read, sandbox=ex._profile, source_date_epoch=self.ws.config.source_date_epoch)
+        return written
 
     def verify(self, labels: Sequence[Label], *, against_cache: bool = False, disabled: Sequence[str] = (),
                diff_tool: str = "auto") -> Any:

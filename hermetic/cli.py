@@ -516,3 +516,40 @@ def _aquery(args: argparse.Namespace) -> ExitCode:
             print(f"  {k + ':':<11} {json.dumps(v)}")
         print()
     return ExitCode.OK
+
+
+def _why(args: argparse.Namespace) -> ExitCode:
+    from hermetic._history import describe
+
+    s = _session(args)
+    report = s.why(s.parse_labels([args.target]))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return ExitCode.OK
+    acts = report["actions"]
+    ran = [a for a in acts if a["outcome"] in ("executed", "failed")]
+    never = [a for a in acts if a["outcome"] == "never-built"]
+    cached = [a for a in acts if a["outcome"] in ("cached", "remote")]
+    when = max((a["time"] for a in acts if a.get("time")), default=None)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when)) if when else "never"
+    print(f"{args.target}: {len(acts)} actions; last built {stamp}: {len(ran)} ran, {len(cached)} from the cache"
+          + (f", {len(never)} never built" if never else ""))
+    for a in ran:
+        secs = f" ({a['seconds']:.1f}s)" if a.get("seconds") else ""
+        verb = "FAILED" if a["outcome"] == "failed" else "ran"
+        print(f"{verb} {a['action']}{secs} because:")
+        for r in a["reasons"]:
+            print(f"    {describe(r)}")
+            for c in r.get("because") or []:
+                print(f"      <- {describe(c)}")
+    if not ran and not never:
+        print(f"everything was cached: all {len(acts)} actions came from the cache in their last build")
+    for a in never:
+        print(f"never built: {a['action']}")
+    edited = {(e["path"], e["new"]["hash"] if e["new"] else None): e
+              for a in acts for e in a.get("edited_since", [])}
+    if edited:
+        print("edited since the last build (the next build reruns what reads them):")
+        for e in edited.values():
+            print(f"    {describe(e)}")
+    return ExitCode.OK

@@ -1,0 +1,190 @@
+"""What a wheel's users get beside it: where it came from and how it can be
+installed safely.
+
+For every wheel a build delivers, three files beside its ``dist/``:
+
+- ``<wheel>.provenance.json``: an in-toto Statement (v1) with a SLSA
+  Provenance v1 predicate. Subject: the wheel's sha256. Build definition:
+  the targets and platform asked for; every fetched source and pinned wheel
+  (sha256, canonical URL, mirrors, the OpenPGP key fingerprint its signature
+  was checked against); every workspace source file read; every toolchain's
+  identity; the sandbox profile and SOURCE_DATE_EPOCH; the key of the action
+  that made the wheel and a digest over every (action, key) of its graph.
+- ``<wheel>.cdx.json``: a CycloneDX 1.6 SBOM: the wheel, the sources it was
+  built from (required) and the build tools (excluded from the runtime).
+- ``requirements.txt``: ``name==version --hash=sha256:...`` for
+  ``pip install --require-hashes``.
+
+Nothing in them depends on when or where the build ran, so they are as
+reproducible as the wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from hermetic.model import Action, sha256_json
+
+BUILD_TYPE = "urn:hermetic:build-type:action-graph:v1"
+_ARCHIVE_VERSION = re.compile(r"^(?P<name>.+?)-(?P<version>\d[\w.+]*?)(?:\.tar\.\w+|\.tgz|\.zip|\.tar)$",
+                              re.IGNORECASE)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hermetic")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _fetched(action: Action) -> dict[str, Any]:
+    """A fetch action as a resolved dependency."""
+    p = action.params
+    dep: dict[str, Any] = {"name": p["name"], "digest": {"sha256": p["sha256"]}}
+    urls = [u for u in p.get("urls") or [] if "://" in u]
+    if urls:
+        dep["uri"] = urls[0]
+    elif p["name"].endswith(".whl"):  # fetched through pip's configured index
+        dist, version, _, _ = parse_wheel_filename(p["name"])
+        dep["uri"] = f"pkg:pypi/{canonicalize_name(dist)}@{version}?file_name={p['name']}"
+    notes: dict[str, Any] = {"fetched_by": action.describe()}
+    if p.get("mirrors"):
+        notes["mirrors"] = p["mirrors"]
+    sig = p.get("signature")
+    if sig:
+        notes["signature"] = {"kind": sig.get("kind"), "sha256": sig.get("sha256"),
+                              "key_fingerprint": sig.get("fingerprint"), "checked": "before the bytes were stored"}
+    dep["annotations"] = notes
+    return dep
+
+
+def statement(wheel: Path, *, targets: Sequence[str], platform: str, closure: Sequence[Action],
+              keys: Mapping[str, str], root: Action, sources: Mapping[str, str], sandbox: Any,
+              source_date_epoch: int) -> dict[str, Any]:
+    """The in-toto Statement with a SLSA v1 provenance predicate."""
+    deps: list[dict[str, Any]] = []
+    for a in closure:
+        if a.kind == "fetch":
+            deps.append(_fetched(a))
+    for path, digest in sorted(sources.items()):
+        deps.append({"name": path.removeprefix("src/"), "digest": {"sha256": digest},
+                     "annotations": {"kind": "workspace source file"}})
+    toolchains: dict[str, Any] = {}
+    for a in closure:
+        for t in a.toolchains:
+            toolchains[t.fingerprint] = {"name": f"toolchain:{t.kind}", "digest": {"sha256": t.fingerprint},
+                                         "annotations": {"identity": t.identity, "hermetic": t.hermetic}}
+    deps += sorted(toolchains.values(), key=lambda d: (d["name"], d["digest"]["sha256"]))
+    graph = sorted([a.id, keys.get(a.id)] for a in closure)
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": wheel.name, "digest": {"sha256": _file_sha256(wheel)}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {"targets": list(targets), "platform": platform},
+                "internalParameters": {
+                    "root_action": root.id, "root_key": keys.get(root.id),
+                    "action_graph_digest": sha256_json(graph), "actions": len(graph),
+                    "sandbox": sandbox, "source_date_epoch": source_date_epoch,
+                },
+                "resolvedDependencies": deps,
+            },
+            "runDetails": {
+                "builder": {"id": f"urn:hermetic:builder:{(sandbox or {}).get('name', 'unknown')}",
+                            "version": {"hermetic": _version()}},
+                "metadata": {"invocationId": keys.get(root.id)},
+            },
+        },
+    }
+
+
+def _component(dep: Mapping[str, Any], scope: str) -> dict[str, Any]:
+    name = dep["name"]
+    comp: dict[str, Any] = {"type": "library", "scope": scope,
+                            "hashes": [{"alg": "SHA-256", "content": dep["digest"]["sha256"]}]}
+    if name.endswith(".whl"):
+        dist, version, _, _ = parse_wheel_filename(name)
+        comp.update(name=str(dist), version=str(version), purl=f"pkg:pypi/{dist}@{version}")
+    else:
+        m = _ARCHIVE_VERSION.match(name)
+        base, version = (m.group("name"), m.group("version")) if m else (name, "")
+        comp.update(name=base.lower(), version=version)
+        comp["purl"] = f"pkg:generic/{base.lower()}@{version}" if version else f"pkg:generic/{base.lower()}"
+    comp["bom-ref"] = f"{comp['purl']}#{dep['digest']['sha256'][:16]}"
+    if dep.get("uri"):
+        comp["externalReferences"] = [{"type": "distribution", "url": dep["uri"]}]
+    props = [{"name": "hermetic:file", "value": name}]
+    sig = (dep.get("annotations") or {}).get("signature")
+    if sig:
+        props.append({"name": "hermetic:openpgp-key-fingerprint", "value": str(sig["key_fingerprint"])})
+    comp["properties"] = props
+    return comp
+
+
+def sbom(wheel: Path, stmt: Mapping[str, Any], source_date_epoch: int) -> dict[str, Any]:
+    """A CycloneDX 1.6 document for *wheel*, from its provenance."""
+    dist, version, _, _ = parse_wheel_filename(wheel.name)
+    digest = stmt["subject"][0]["digest"]["sha256"]
+    main_ref = f"pkg:pypi/{dist}@{version}"
+    comps = []
+    for dep in stmt["predicate"]["buildDefinition"]["resolvedDependencies"]:
+        if "fetched_by" not in (dep.get("annotations") or {}):
+            continue  # workspace files and toolchains: in the provenance
+        tool = dep["name"].endswith(".whl")  # build requirements, not in the wheel
+        comps.append(_component(dep, "excluded" if tool else "required"))
+    comps.sort(key=lambda c: c["bom-ref"])
+    return {
+        "bomFormat": "CycloneDX", "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'sha256:' + digest)}", "version": 1,
+        "metadata": {
+            "timestamp": datetime.fromtimestamp(source_date_epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tools": {"components": [{"type": "application", "name": "hermetic", "version": _version()}]},
+            "component": {"type": "library", "bom-ref": main_ref, "name": str(dist), "version": str(version),
+                          "purl": main_ref, "hashes": [{"alg": "SHA-256", "content": digest}]},
+        },
+        "components": comps,
+        "dependencies": [{"ref": main_ref, "dependsOn": [c["bom-ref"] for c in comps if c["scope"] == "required"]}],
+    }
+
+
+def requirement_line(wheel: Path, digest: str) -> str:
+    dist, version, _, _ = parse_wheel_filename(wheel.name)
+    return f"{canonicalize_name(dist)}=={version} --hash=sha256:{digest}\n"
+
+
+def write(wheel: Path, dest_dir: Path, **kw: Any) -> list[Path]:
+    """Write the three documents for *wheel* into *dest_dir* (atomically)."""
+    stmt = statement(wheel, **kw)
+    digest = stmt["subject"][0]["digest"]["sha256"]
+    docs = {
+        f"{wheel.name}.provenance.json": json.dumps(stmt, indent=2, sort_keys=True) + "\n",
+        f"{wheel.name}.cdx.json": json.dumps(sbom(wheel, stmt, kw["source_date_epoch"]), indent=2) + "\n",
+        "requirements.txt": requirement_line(wheel, digest),
+    }
+    out = []
+    for name, text in docs.items():
+        path = dest_dir / name
+        tmp = dest_dir / f".{name}.hermetic-tmp"
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        out.append(path)
+    return out
