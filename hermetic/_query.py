@@ -22,7 +22,7 @@ from typing import Any
 from hermetic.errors import HermeticError, did_you_mean
 from hermetic.model import Label
 
-_TOKEN = re.compile(r"\s*(?:(?P<op>[(),+^-])|(?P<word>[^\s(),+^]+(?:-[^\s(),+^]+)*)|(?P<str>\"[^\"]*\"|'[^']*'))")
+_TOKEN = re.compile(r"""\s*(?:(?P<op>[(),+^-])|(?P<str>"[^"]*"|'[^']*')|(?P<word>[^\s(),+^'"]+))""")
 FUNCTIONS = ("deps", "rdeps", "kind", "filter", "attr", "somepath", "allpaths")
 _WORD_ARGS = {"deps": {1}, "rdeps": {2}, "kind": {0}, "filter": {0}, "attr": {0, 1}, "somepath": set(),
               "allpaths": set()}

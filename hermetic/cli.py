@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     aq.add_argument("--mnemonic", metavar="REGEX", help="only actions whose mnemonic matches")
     aq.add_argument("--output", choices=["text", "json"], default="text")
     aq.add_argument("--platform", metavar="PLATFORM", help="as for build")
+    aq.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                    help="as for build (the sandbox profile is part of every key)")
 
     w = sub.add_parser("why", parents=[common], help="why each action of TARGET ran in its last build",
                        description="For every action of TARGET's closure that did not come from the cache in "
@@ -236,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     except BaseExceptionGroup as group:
         if not all(isinstance(e, HermeticError) for e in group.exceptions):
             return _internal_error(group, args.debug)
-        _print_error(group, args.debug)
+        if args.debug:
+            import traceback
+
+            traceback.print_exception(group, file=sys.stderr)
+        _print_error(group)
         return ExitCode.BAD_INPUT
     except Exception as exc:  # a bug in hermetic or a plugin, not the user's input
         return _internal_error(exc, args.debug)
@@ -481,7 +487,7 @@ def _target_closure(deps: dict[Any, list[Any]], roots: list[Any]) -> set[Any]:
 
 
 def _aquery(args: argparse.Namespace) -> ExitCode:
-    s = _session(args)
+    s = _session(args, sandbox=args.sandbox)
     acts = s.aquery(s.parse_labels([args.target]))
     if args.mnemonic:
         rx = re.compile(args.mnemonic)
