@@ -155,7 +155,7 @@ class Session:
 
         wheels = [dest] if dest.suffix == ".whl" else sorted(dest.glob("*.whl")) if dest.is_dir() else []
         root = graph.producer.get(art.path)
-        if not wheels or root is None:
+        if not wheels or root is None or root.kind != "run":  # built here, not a pinned download
             return []
         closure = graph.closure([art])
         read = {i.path: ex.entries[i.path].hash for a in closure for i in a.inputs

@@ -27,10 +27,11 @@ $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
   python3-venv python3-dev python3-pip gnupg file \
   disorderfs libfaketime git openssl \
-  qemu-user libc6-arm64-cross musl
+  qemu-user libc6-arm64-cross musl graphviz
 # qemu-user + libc6-arm64-cross: the aarch64 build's test program runs under
 # qemu-aarch64 with the cross glibc as its sysroot; musl: auditwheel checks the
-# musllinux wheel against a real musl libc.so (tests/test_platforms.py)
+# musllinux wheel against a real musl libc.so (tests/test_platforms.py); graphviz:
+# `hermetic graph --format svg|png` draws with its dot
 
 # nginx for the remote-cache tests (WebDAV PUT is in Debian's nginx). Tests
 # start their own nginx on 127.0.0.1; the package must not start the system

@@ -51,8 +51,18 @@ def test_wheel_installs_and_works(tmp_path, warm_store):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     cffi = _cffi_wheel(ws, warm_store, tmp_path)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(wheel), str(cffi)],
-                   check=True)
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(cffi)], check=True)
+    # the wheel as its users install it: by the hash line written beside it
+    reqs = wheel.parent.parent / "requirements.txt"
+    assert reqs.read_text() == f"hermetic-openssl==0.1.0 --hash=sha256:{_sha256(wheel)}\n"
+    pip = [venv / "bin" / "pip", "install", "-q", "--require-hashes", "--no-deps", "--no-index",
+           "--find-links", str(wheel.parent), "-r"]
+    bad = tmp_path / "tampered.txt"
+    bad.write_text(reqs.read_text().replace(_sha256(wheel), "0" * 64))
+    refused = subprocess.run([*pip, str(bad)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in refused.stderr
+    subprocess.run([*pip, str(reqs)], check=True)
+    _check_provenance(wheel, ws)
     out = subprocess.run([venv / "bin" / "python", "-c",
                           "import hermetic_openssl as h, hermetic_openssl._binding as b;"
                           "print(h.openssl_version()); print(b.__file__); print(h.sha256(b'abc').hex())"],
@@ -68,6 +78,40 @@ def test_wheel_installs_and_works(tmp_path, warm_store):
     # the vector tests ran in a fresh venv inside the sandbox during the build
     report = (wheel.parent.parent / "test-report.txt").read_text()
     assert "tests passed" in report and "test_case_15" in report
+
+
+def _check_provenance(wheel: Path, ws: Path) -> None:
+    """The SBOM is valid CycloneDX 1.6; the provenance a valid in-toto
+    Statement whose predicate parses as SLSA Provenance v1; both name the
+    signature-checked OpenSSL source and the wheel's digest."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+    from google.protobuf.json_format import ParseDict
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.statement import Statement
+
+    cdx_text = (wheel.parent.parent / f"{wheel.name}.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(cdx_text) is None
+    cdx = json.loads(cdx_text)
+    assert cdx["metadata"]["component"]["hashes"] == [{"alg": "SHA-256", "content": _sha256(wheel)}]
+    by_name = {c["name"]: c for c in cdx["components"]}
+    assert by_name["openssl"]["version"] == "3.5.7" and by_name["openssl"]["scope"] == "required"
+    assert by_name["cffi"]["scope"] == "excluded"  # a build tool, not in the wheel
+
+    stmt = json.loads((wheel.parent.parent / f"{wheel.name}.provenance.json").read_text())
+    Statement.copy_from_pb(ParseDict(stmt, statement_pb2.Statement())).validate()
+    prov = ParseDict(stmt["predicate"], provenance_pb2.Provenance())  # unknown fields would raise
+    assert stmt["subject"] == [{"name": wheel.name, "digest": {"sha256": _sha256(wheel)}}]
+    deps = {d.name: d for d in prov.build_definition.resolved_dependencies}
+    ossl = deps["openssl-3.5.7.tar.gz"]
+    assert ossl.uri.startswith("https://") and len(ossl.digest["sha256"]) == 64
+    assert ossl.annotations["signature"]["key_fingerprint"] == "BA5473A2B0587B07FB27CF2D216094DFD0CB81EF"
+    assert deps["recipes/pyossl/binding.c"].digest["sha256"] == _sha256(ws / "recipes/pyossl/binding.c")
+    assert {"toolchain:cc", "toolchain:make", "toolchain:python"} <= set(deps)
+    params = stmt["predicate"]["buildDefinition"]["internalParameters"]
+    assert params["root_action"] == "//wheel:hermetic-openssl#PyWheel@linux-x86_64-manylinux2014"
+    assert len(params["root_key"]) == 64 and len(params["action_graph_digest"]) == 64
 
 
 def _cffi_wheel(ws: Path, store: Path, tmp_path: Path) -> Path:
@@ -97,12 +141,38 @@ def test_binding_change_rebuilds_only_the_binding(tmp_path, warm_store):
     shutil.copytree(warm_store, store)  # this test adds results; keep the shared store as it was
     src = ws / "recipes" / "pyossl" / "binding.c"
     src.write_text(src.read_text().replace("static int hx_random(", "/* changed */\nstatic int hx_random(", 1))
-    proc = hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, cwd=ws)
+    log = tmp_path / "events.jsonl"
+    proc = hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, "--event-log", str(log), cwd=ws)
     # a comment changes cffi's C and the object (line numbers in its debug info), not the linked
     # module (zig strips debug info at link): everything after the link is an early-cutoff hit
     assert _executed(proc.stderr) == ["CcCompile", "CcLink", "CffiGenerate"]
     assert _counts(proc.stderr) == (3, N - 3)
     assert "OpenSSLBuild" not in proc.stderr
+
+    # `hermetic why` names the edited file as the reason for exactly the actions that reran
+    report = json.loads(hermetic_cli("--cache-dir", str(store), "why", FLAGSHIP, "--json", cwd=ws).stdout)
+    reran = {a["mnemonic"]: a for a in report["actions"] if a["outcome"] == "executed"}
+    assert sorted(reran) == ["CcCompile", "CcLink", "CffiGenerate"]
+    for a in reran.values():
+        causes = [c for r in a["reasons"] for c in r.get("because") or [r]]
+        assert [c.get("path") for c in causes] == ["src/recipes/pyossl/binding.c"], a
+    assert reran["CcLink"]["reasons"][0]["producer"].startswith("CcCompile //recipes/pyossl:binding")
+    text = hermetic_cli("--cache-dir", str(store), "why", FLAGSHIP, cwd=ws).stdout
+    assert text.count("<- source file recipes/pyossl/binding.c changed: sha256") == 2, text
+
+    # the event log parses and adds up to what the build reported
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    done = [e for e in events if e["event"] == "action-finished"]
+    end = events[-1]
+    assert end["event"] == "build-finished" and (end["executed"], end["cached"]) == (3, N - 3)
+    assert len(done) == N and sum(e["status"] == "executed" for e in done) == 3
+    assert {e["mnemonic"] for e in done if e["status"] == "executed"} == set(reran)
+    assert sum(e["bytes"] for e in done) > 1_000_000  # OpenSSL's libraries are among the outputs
+
+    # nothing changed since: everything was cached
+    hermetic_cli("--cache-dir", str(store), "build", FLAGSHIP, cwd=ws)
+    again = hermetic_cli("--cache-dir", str(store), "why", FLAGSHIP, cwd=ws).stdout
+    assert f"everything was cached: all {N} actions came from the cache in their last build" in again
 
 
 def test_cache_stats_and_graph(tmp_path, warm_store):
@@ -112,6 +182,12 @@ def test_cache_stats_and_graph(tmp_path, warm_store):
     assert "action results:" in stats and "0 executed" in stats
     graph = json.loads(hermetic_cli("graph", FLAGSHIP, "--format", "json", cwd=ws).stdout)
     assert {a["mnemonic"] for a in graph["actions"]} >= {"Fetch", "OpenSSLBuild", "CcLink", "PyWheelTest"}
+    # the picture of the flagship's action graph, coloured by the last build (all from the cache)
+    svg = tmp_path / "flagship.svg"
+    hermetic_cli("--cache-dir", str(warm_store), "graph", FLAGSHIP, "--format", "svg", "-o", str(svg), cwd=ws)
+    text = svg.read_text()
+    assert "<svg" in text and text.count("<g id=\"node") == N + 5  # the actions and the legend's five
+    assert "OpenSSLBuild" in text and "PyWheelTest" in text and text.count('fill="#a6cee3"') >= N
 
 
 # -- reproducibility (issue 3) --------------------------------------------------
