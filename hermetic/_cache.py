@@ -413,6 +413,9 @@ class Store:
                             dropped += 1
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp.mkdir(exist_ok=True)
+            from hermetic._history import prune
+
+            prune(self.root, {f.name for sub in self.ac.iterdir() for f in sub.iterdir()})
             return {"blobs_removed": removed, "bytes_freed": freed, "results_dropped": dropped,
                     "bytes_kept": total}
 

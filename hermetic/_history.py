@@ -281,3 +281,21 @@ class History:
             yield
         finally:
             os.close(fd)
+
+
+def prune(root: Path, live: set[str]) -> int:
+    """Delete the ingredients of keys that are neither in the action cache
+    (*live*) nor an action's last or previous key in the history."""
+    h = History(root)
+    keep = set(live)
+    for e in h._old.values():
+        keep.update(k for k in (e.get("key"), e.get("previous_key")) if k)
+    removed = 0
+    if not h.explain_dir.is_dir():
+        return 0
+    for sub in h.explain_dir.iterdir():
+        for f in sub.iterdir():
+            if f.name.removesuffix(".json") not in keep:
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -300,3 +300,51 @@ def test_an_internal_error_is_reported_as_a_bug_without_a_traceback(monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith("error[internal]: ZeroDivisionError: division by zero at test_explain.py:")
     assert "rerun with --debug" in err and "Traceback" not in err
+
+
+def test_gc_keeps_only_the_ingredients_why_still_needs(ws):
+    keys = []
+    for text in ("int a1;\n", "int a2;\n", "int a3;\n"):
+        (ws / "a.c").write_text(text)
+        run(ws, "build", "//:all", "--sandbox", "none")
+        keys.append(why(ws)["//:gen#Genrule"]["key"])
+    explain = ws.parent / "cache" / "explain"
+    assert all((explain / k[:2] / f"{k}.json").exists() for k in keys)
+    assert run(ws, "cache", "gc", "--max-size", "0").returncode == 0
+    assert [(explain / k[:2] / f"{k}.json").exists() for k in keys] == [False, True, True]
+    assert why(ws)["//:gen#Genrule"]["reasons"][0]["path"] == "src/a.c"  # still explained
+
+
+def test_every_user_facing_error_has_a_hint():
+    """Statically: every HermeticError raised in hermetic, its recipes and
+    plugins either passes hint= or has a reason code the CLI has a generic
+    hint for (internal exceptions that never reach a user are not counted)."""
+    import ast
+    import inspect
+
+    import attrs
+
+    from hermetic import errors
+
+    defaults = {name: attrs.fields_dict(cls)["reason"].default for name, cls in vars(errors).items()
+                if inspect.isclass(cls) and issubclass(cls, errors.HermeticError)}
+    defaults["error"] = "analysis"  # ctx.error(...)
+    root = Path(__file__).resolve().parent.parent
+    missing = []
+    for f in [*root.glob("hermetic/*.py"), *root.glob("recipes/**/*.py"), *root.glob("plugins/*.py")]:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name not in defaults:
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            if "hint" in kw:
+                continue
+            reason = kw.get("reason")
+            code = reason.value if isinstance(reason, ast.Constant) else defaults[name] if reason is None else None
+            if code is None:  # a reason passed through from another error (with its hint)
+                continue
+            if code not in cli._GENERIC_HINTS:
+                missing.append(f"{f.relative_to(root)}:{node.lineno}: {name} reason={code}")
+    assert not missing, "\n".join(missing)
