@@ -127,6 +127,11 @@ class Executor:
         self._profile = sandbox.profile()
         self._lock = threading.Lock()
 
+    @property
+    def sandbox_profile(self) -> dict[str, Any]:
+        """What the sandbox enforces: part of every run action's key."""
+        return self._profile
+
     # -- inputs ---------------------------------------------------------------
 
     def _entry(self, art: Artifact) -> Entry:

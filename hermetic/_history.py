@@ -203,6 +203,14 @@ class History:
         actions = data.get("actions")
         return actions if isinstance(actions, dict) else {}
 
+    def outcomes(self) -> dict[str, str]:
+        """Action id -> its outcome in its last build, as of this build's start."""
+        return {aid: str(e.get("outcome", "")) for aid, e in self._old.items()}
+
+    def keys_in_use(self) -> set[str]:
+        """Every action's last and previous key."""
+        return {k for e in self._old.values() for k in (e.get("key"), e.get("previous_key")) if k}
+
     def entry(self, action_id: str) -> dict[str, Any] | None:
         """The action's record as of the start of this build (or just made)."""
         return self._new.get(action_id) or self._old.get(action_id)
@@ -287,9 +295,7 @@ def prune(root: Path, live: set[str]) -> int:
     """Delete the ingredients of keys that are neither in the action cache
     (*live*) nor an action's last or previous key in the history."""
     h = History(root)
-    keep = set(live)
-    for e in h._old.values():
-        keep.update(k for k in (e.get("key"), e.get("previous_key")) if k)
+    keep = live | h.keys_in_use()
     removed = 0
     if not h.explain_dir.is_dir():
         return 0

@@ -151,6 +151,8 @@ class LiveRenderer(PlainRenderer):
                 self.executed += 1
                 self.line(f"[green]done[/]   {_esc(a.describe())} [dim]({time.monotonic() - t:.1f}s)[/]")
             return
+        if event == "verify-begin":  # the rebuild reports line by line: the panel has done its job
+            self.live.stop()
         if event == "action-failed":
             self.failed += 1
             self.running.pop(data["action"].id, None)

@@ -165,7 +165,7 @@ class Session:
             written += _provenance.write(
                 wheel, dest.parent if dest.is_dir() else dest.parent, targets=[str(t) for t in labels],
                 platform=str(root.platform or self.platform), closure=closure, keys=ex.keys, root=root,
-                sources=read, sandbox=ex._profile, source_date_epoch=self.ws.config.source_date_epoch)
+                sources=read, sandbox=ex.sandbox_profile, source_date_epoch=self.ws.config.source_date_epoch)
         return written
 
     def verify(self, labels: Sequence[Label], *, against_cache: bool = False, disabled: Sequence[str] = (),
@@ -240,8 +240,7 @@ class Session:
     def last_outcomes(self) -> dict[str, str]:
         """Action id -> what it did in its last build (executed, cached,
         remote, failed), from the store's history."""
-        history = History(self.store.root)
-        return {aid: e.get("outcome", "") for aid, e in history._old.items()}
+        return History(self.store.root).outcomes()
 
     def target_graph(self) -> dict[str, Any]:
         """Every target of the workspace: deps, rule kinds, attributes."""
