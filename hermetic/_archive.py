@@ -23,9 +23,10 @@ MAX_ENTRIES = 1_000_000
 MAX_RATIO = 200  # extracted bytes per compressed byte, beyond any real source archive
 
 
-def _clean(name: str, strip: str, archive: str) -> str | None:
+def _clean(name: str, strip: str, archive: str, subdir: str = "") -> str | None:
     """Return the entry's path inside the tree, None for the stripped prefix
-    itself, or raise for anything that escapes."""
+    itself (and, with *subdir*, for anything outside it), or raise for
+    anything that escapes."""
     if name.startswith("/") or (len(name) > 1 and name[1] == ":") or "\\" in name:
         raise ArchiveError(f"{archive}: entry {name!r} has an absolute path", reason="path-escape",
                            hint="the archive is malicious or corrupt; check its source and pin")
@@ -39,6 +40,11 @@ def _clean(name: str, strip: str, archive: str) -> str | None:
             raise ArchiveError(f"{archive}: entry {name!r} is not under strip_prefix {strip!r}",
                                reason="bad-prefix", hint="fix strip_prefix in the BUILD file")
         parts = parts[len(sp):]
+    if subdir:
+        sd = subdir.split("/")
+        if parts[: len(sd)] != sd:
+            return None  # not part of the subtree asked for
+        parts = parts[len(sd):]
     return "/".join(parts) if parts else None
 
 
@@ -58,13 +64,15 @@ def _inside(dest: Path, path: Path) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
-def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | None = None) -> None:
-    """Extract *archive* (tar.*, zip or wheel) into the empty directory *dest*."""
+def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | None = None,
+            subdir: str = "") -> None:
+    """Extract *archive* (tar.*, zip or wheel) into the empty directory *dest*;
+    with *subdir*, only that directory (below *strip_prefix*)."""
     label = name or archive.name
     compressed = max(archive.stat().st_size, 1)
     budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + (64 << 20))
     if zipfile.is_zipfile(archive):
-        _extract_zip(archive, dest, strip_prefix, label, budget)
+        _extract_zip(archive, dest, strip_prefix, label, budget, subdir)
     else:
         try:
             tf = tarfile.open(archive, "r:*")
@@ -72,10 +80,10 @@ def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | No
             raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})",
                                reason="bad-archive", hint="the download is truncated or not an archive") from exc
         with tf:
-            _extract_tar(tf, dest, strip_prefix, label, budget)
+            _extract_tar(tf, dest, strip_prefix, label, budget, subdir)
 
 
-def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget: int) -> None:
+def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget: int, subdir: str = "") -> None:
     links: list[tuple[str, str, bool]] = []
     total = count = 0
     try:
@@ -83,7 +91,7 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
             count += 1
             if count > MAX_ENTRIES:
                 raise ArchiveError(f"{label}: more than {MAX_ENTRIES} entries", reason="bomb")
-            rel = _clean(m.name, strip, label)
+            rel = _clean(m.name, strip, label, subdir)
             if rel is None:
                 continue
             target = dest / rel
@@ -107,9 +115,10 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
                 check_link_target(rel, m.linkname, label)
                 links.append((rel, m.linkname, False))
             elif m.islnk():
-                lrel = _clean(m.linkname, strip, label)
+                lrel = _clean(m.linkname, strip, label, subdir)
                 if lrel is None:
-                    raise ArchiveError(f"{label}: hard link {m.name!r} to a directory", reason="link-escape")
+                    raise ArchiveError(f"{label}: hard link {m.name!r} to a directory or outside the extracted tree",
+                                       reason="link-escape")
                 links.append((rel, lrel, True))
             else:
                 raise ArchiveError(f"{label}: entry {m.name!r} is a device, fifo or other special file",
@@ -120,7 +129,7 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
     _make_links(dest, links, label)
 
 
-def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int) -> None:
+def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int, subdir: str = "") -> None:
     total = 0
     links: list[tuple[str, str, bool]] = []
     try:
@@ -129,7 +138,7 @@ def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int)
             if len(infos) > MAX_ENTRIES:
                 raise ArchiveError(f"{label}: more than {MAX_ENTRIES} entries", reason="bomb")
             for info in infos:
-                rel = _clean(info.filename, strip, label)
+                rel = _clean(info.filename, strip, label, subdir)
                 if rel is None:
                     continue
                 mode = (info.external_attr >> 16) & 0o177777

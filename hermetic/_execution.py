@@ -372,7 +372,8 @@ class Executor:
             dest.mkdir()
             try:
                 _archive.extract(self.store.blob_path(archive.hash), dest,
-                                 strip_prefix=action.params["strip_prefix"], name=action.inputs[0].name)
+                                 strip_prefix=action.params["strip_prefix"], name=action.inputs[0].name,
+                                 subdir=action.params.get("subdir", ""))
             except HermeticError as exc:
                 if exc.reason in HOSTILE:
                     # the pinned bytes are hostile: keep nothing of them

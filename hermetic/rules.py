@@ -280,14 +280,17 @@ class Actions:
         return self._ctx._add(Action("fetch", self._ctx.label, mnemonic, inputs, [output], params))
 
     def extract(
-        self, archive: Artifact, output: Artifact, *, strip_prefix: str = "", mnemonic: str = "Extract"
+        self, archive: Artifact, output: Artifact, *, strip_prefix: str = "", mnemonic: str = "Extract",
+        subdir: str = "",
     ) -> Action:
         """Unpack a tar or zip *archive* into tree *output*, refusing any entry
-        that would land outside it."""
+        that would land outside it. Every entry must be under *strip_prefix*;
+        with *subdir*, only that directory below it is extracted."""
         if not output.is_tree:
             raise AnalysisError("extract needs a tree output (declare_output(..., tree=True))")
         return self._ctx._add(Action("extract", self._ctx.label, mnemonic, [archive], [output],
-                                     {"strip_prefix": strip_prefix.strip("/")}))
+                                     {"strip_prefix": strip_prefix.strip("/"),
+                                      **({"subdir": subdir.strip("/")} if subdir else {})}))
 
     def write(self, output: Artifact, content: str | bytes, *, executable: bool = False) -> Action:
         """Write *content* to *output* (no command runs)."""

@@ -69,7 +69,7 @@ def _archive(ctx: RuleContext) -> list[Provider]:
     ctx.actions.fetch(archive, sha256=a.sha256, urls=a.urls, mirrors=a.mirrors,
                       size=a.size or None, signature=signature)
     tree = ctx.declare_output("src", tree=True)
-    ctx.actions.extract(archive, tree, strip_prefix=a.strip_prefix)
+    ctx.actions.extract(archive, tree, strip_prefix=a.strip_prefix, subdir=a.subdir)
     return [SourceInfo(archive, tree, a.source_date_epoch or 0), DefaultInfo((tree,))]
 
 
@@ -136,6 +136,7 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "mirrors": attr.string_list(doc="mirrors, tried after distdirs and before urls"),
         "filename": attr.string(doc="file name (for distdirs); default: last part of the first URL"),
         "strip_prefix": attr.string(doc="directory inside the archive to extract"),
+        "subdir": attr.string(doc="only this directory below strip_prefix (a library vendored in a bigger source)"),
         "signature": attr.string_dict(doc="{sha256, urls, mirrors, filename}: a detached OpenPGP signature"),
         "signing_key": attr.files(doc="the public key file that must have made the signature"),
         "fingerprint": attr.string(doc="the key's primary fingerprint"),
@@ -222,19 +223,22 @@ def fetch_apt_source(url: str, dest: Path, *, sha256: str, timeout: float) -> No
 
 
 def fetch_pip(url: str, dest: Path, *, sha256: str, timeout: float) -> None:
-    """``pip:<name>==<version>/<wheel filename>``: the wheel through pip's own
-    configured index, binary only, hash-checked by pip and by hermetic."""
+    """``pip:<name>==<version>/<filename>``: a wheel (binary only) or, for
+    any other file name, the source distribution (``--no-binary :all:``),
+    through pip's own configured index, hash-checked by pip and by hermetic."""
     from packaging.utils import parse_wheel_filename
 
     req, _, filename = url.split(":", 1)[1].partition("/")
-    _, _, _, tags = parse_wheel_filename(filename)
+    wheel = filename.endswith(".whl")
     tmp = Path(tempfile.mkdtemp(prefix="hermetic-pip."))
     try:
         (tmp / "req.txt").write_text(f"{req} --hash=sha256:{sha256}\n")
         argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-                "--only-binary", ":all:", "--require-hashes", "-q", "-d", str(tmp / "d"), "-r", str(tmp / "req.txt")]
-        t = sorted(tags, key=str)[0]
-        if t.platform != "any":
+                "--only-binary" if wheel else "--no-binary", ":all:", "--require-hashes", "-q",
+                "-d", str(tmp / "d"), "-r", str(tmp / "req.txt")]
+        tags = parse_wheel_filename(filename)[3] if wheel else ()
+        t = sorted(tags, key=str)[0] if tags else None
+        if t is not None and t.platform != "any":
             argv += ["--implementation", t.interpreter[:2], "--abi", t.abi]
             argv += ["--python-version", t.interpreter[2:]]
             for tg in sorted({x.platform for x in tags}):

@@ -1,0 +1,83 @@
+"""``configure_make``: a C library from its own ``./configure && make &&
+make install`` (autotools or compatible), as static archives and headers,
+compiled by the platform's ``cc`` toolchain out of its read-only source tree.
+
+Any library with a configure script fits: libsodium, zlib, libffi, ... The
+result is a :class:`CcInfo` like OpenSSL's, so the cffi and PEP 517 rules
+link it the same way."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from hermetic.hookspecs import hookimpl
+from hermetic.model import Provider
+from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
+from recipes.fetch import SourceInfo
+from recipes.openssl import CcInfo
+
+#: GNU triplets for configure's --host when building for another platform
+_TRIPLETS = {("linux", "x86_64", "glibc"): "x86_64-linux-gnu", ("linux", "aarch64", "glibc"): "aarch64-linux-gnu",
+             ("linux", "x86_64", "manylinux2014"): "x86_64-linux-gnu",
+             ("linux", "aarch64", "manylinux2014"): "aarch64-linux-gnu",
+             ("linux", "x86_64", "musl"): "x86_64-linux-musl", ("linux", "aarch64", "musl"): "aarch64-linux-musl",
+             ("darwin", "x86_64", ""): "x86_64-apple-darwin", ("darwin", "aarch64", ""): "aarch64-apple-darwin",
+             ("windows", "x86_64", ""): "x86_64-w64-mingw32"}
+
+
+def _configure_make(ctx: RuleContext) -> list[Provider]:
+    cc = ctx.toolchain("cc")
+    make = ctx.exec_toolchain("make")
+    source = ctx.attr.src[SourceInfo]
+    src = source.tree
+    name = ctx.attr.library or ctx.label.name
+    if not ctx.attr.static_libs:
+        raise ctx.error("list the static archives the build installs, e.g. static_libs = [\"libsodium.a\"]")
+    for lib in ctx.attr.static_libs:
+        if not re.fullmatch(r"[\w.+-]+\.(a|lib)", lib):
+            raise ctx.error(f'static_libs: "{lib}" is not an archive file name (lib<name>.a)')
+    archives = [ctx.declare_output(f"lib/{lib}") for lib in ctx.attr.static_libs]
+    include = ctx.declare_output("include", tree=True)
+    prefix = f"/opt/hermetic/{name}"  # recorded in .pc/.la files only: fixed, never a host path
+    options = ["--disable-shared", "--enable-static", "--with-pic", *ctx.attr.configure_options]
+    if ctx.platform != ctx.host:
+        triplet = _TRIPLETS.get((ctx.platform.os, ctx.platform.arch, ctx.platform.libc))
+        if triplet is None:
+            raise ctx.error(f"no configure --host triplet known for {ctx.platform}")
+        options.append(f"--host={triplet}")
+    q = shlex.quote
+    script = "\n".join([
+        "set -eu",
+        "mkdir build && cd build",
+        f'"$IN/{src.path}/configure" --prefix={q(prefix)} {" ".join(q(o) for o in options)} >configure.log 2>&1 '
+        "|| { tail -n 40 configure.log; tail -n 60 config.log; exit 1; }",
+        '"$MAKE" -j"$HERMETIC_JOBS" >make.log 2>&1 || { tail -n 80 make.log; exit 1; }',
+        *(['"$MAKE" -j"$HERMETIC_JOBS" check >check.log 2>&1 || { tail -n 80 check.log; '
+           'cat test/default/test-suite.log 2>/dev/null | tail -n 40; exit 1; }'] if ctx.attr.run_checks else []),
+        '"$MAKE" install DESTDIR="$WORK/stage" >install.log 2>&1 || { tail -n 40 install.log; exit 1; }',
+        f'cp -R "$WORK/stage{prefix}/include" "$OUT/include"',
+        *(f'cp "$WORK/stage{prefix}/lib/{lib}" "$OUT/lib/{lib}"' for lib in ctx.attr.static_libs),
+    ])
+    env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "MAKE": make.tool("make"),
+           **ctx.attr.env}
+    if source.source_date_epoch:
+        env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)
+    ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[*archives, include],
+                    mnemonic=ctx.attr.mnemonic or "ConfigureMake", env=env, toolchains=[cc, make], cpus=64)
+    return [CcInfo(DepSet([include]), DepSet(archives), ctx.attr.version),
+            DefaultInfo((*archives, include))]
+
+
+@hookimpl
+def hermetic_register_rules(registry: RuleRegistry) -> None:
+    registry.rule("configure_make", attrs={
+        "src": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target with the source tree"),
+        "static_libs": attr.string_list(mandatory=True, doc='archives it installs into lib/, e.g. ["libsodium.a"]'),
+        "configure_options": attr.string_list(doc="extra ./configure options (static, PIC and --host are set)"),
+        "env": attr.string_dict(doc="extra environment for configure and make (CFLAGS, ...)"),
+        "library": attr.string(doc="its name (default: the target's)"),
+        "version": attr.string(doc="its version, for providers and messages"),
+        "run_checks": attr.bool(doc="also run `make check` (its own test suite) in the build"),
+        "mnemonic": attr.string(doc="the action's name (default ConfigureMake)"),
+    }, doc="A C library from ./configure && make && make install, as static archives and headers.")(_configure_make)
