@@ -60,10 +60,16 @@ def main(spec_path, out_dir):
     entries.append((f"{info}/METADATA", ("\n".join(meta) + "\n").encode(), False))
     entries.append((f"{info}/WHEEL", ("\n".join(wheel) + "\n").encode(), False))
     entries.append((f"{info}/top_level.txt", ("\n".join(tops) + "\n").encode(), False))
-    record = [f"{a},{_hash(d)},{len(d)}" for a, d, _ in entries] + [f"{info}/RECORD,,"]
-    entries.append((f"{info}/RECORD", ("\n".join(record) + "\n").encode(), False))
     os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, f"{spec['distribution']}-{spec['version']}-{spec['tag']}.whl")
+    write_wheel(os.path.join(out_dir, f"{spec['distribution']}-{spec['version']}-{spec['tag']}.whl"),
+                entries, info, stamp)
+
+
+def write_wheel(out, entries, info, stamp):
+    """*entries* (arcname, bytes, executable) in the order given, then a
+    RECORD of them, every one with the same timestamp and fixed modes."""
+    record = [f"{a},{_hash(d)},{len(d)}" for a, d, _ in entries] + [f"{info}/RECORD,,"]
+    entries = [*entries, (f"{info}/RECORD", ("\n".join(record) + "\n").encode(), False)]
     with zipfile.ZipFile(out, "w") as zf:
         for arcname, data, executable in entries:
             zi = zipfile.ZipInfo(arcname, date_time=stamp)

@@ -1,0 +1,107 @@
+"""Run a source distribution's own PEP 517 backend (inside the sandbox, as
+``python -I -S build.py --path SITE... SRC OUTDIR``).
+
+Build requirements come only from the pinned wheels given with --path
+(unpacked, put first on sys.path): nothing is installed and the index is
+never asked. The backend's requirements (``[build-system] requires`` and
+``get_requires_for_build_wheel``) are checked against them first, so a
+missing pin is named, not discovered halfway through a compile."""
+
+import importlib
+import importlib.metadata
+import os
+import re
+import shutil
+import sys
+
+
+def _name(requirement):
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else None
+
+
+def _applies(requirement):
+    """Evaluate an environment marker with packaging when it is pinned (it
+    is a build requirement of most backends), else keep the requirement."""
+    if ";" not in requirement:
+        return True
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        return True
+    req = Requirement(requirement)
+    return req.marker is None or req.marker.evaluate()
+
+
+def check(requirements, where):
+    have = {_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+    missing = sorted({r for r in requirements if _applies(r) and _name(r) not in have})
+    if missing:
+        sys.exit(f"{where} needs {', '.join(missing)}, which is not among the pinned build requirements: "
+                 "add a python_wheel pin for it to build_requires")
+
+
+def _python_headers():
+    """A copy of this interpreter's C headers under $WORK/pyinc, first on
+    the include path: a cross compiler (zig, for a manylinux target) does not
+    search /usr/include, where Debian's pyconfig.h sends Python.h for the
+    multiarch part. Nothing else of /usr/include becomes visible."""
+    import sysconfig
+
+    inc = sysconfig.get_paths()["include"]
+    root = os.path.join(os.environ["WORK"], "pyinc")
+    shutil.copytree(inc, os.path.join(root, os.path.basename(inc)))
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    arch_inc = os.path.join(os.path.dirname(inc), multiarch or "-", os.path.basename(inc))
+    if multiarch and os.path.isdir(arch_inc):
+        shutil.copytree(arch_inc, os.path.join(root, multiarch, os.path.basename(inc)))
+    flags = f"-I{os.path.join(root, os.path.basename(inc))} -I{root}"
+    os.environ["CFLAGS"] = f"{flags} {os.environ.get('CFLAGS', '')}".strip()
+
+
+def main(argv):
+    opts = {"--path": [], "--include": [], "--lib": [], "--version-script": []}
+    while argv and argv[0] in opts:
+        opts[argv[0]].append(os.path.abspath(argv[1]))
+        argv = argv[2:]
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    src, out = argv
+    paths = opts["--path"]
+    # the native libraries: headers first, static archives the only thing in their directories' -L
+    cflags = [f"-I{d}" for d in opts["--include"]]
+    ldflags = [f"-L{d}" for d in dict.fromkeys(os.path.dirname(f) for f in opts["--lib"])]
+    ldflags += [f"-Wl,--version-script={v}" for v in opts["--version-script"]]
+    for var, add in (("CFLAGS", cflags), ("LDFLAGS", ldflags)):
+        if add:
+            os.environ[var] = " ".join([*add, os.environ.get(var, "")]).strip()
+    sys.path[:0] = paths
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)  # for anything the backend runs with sys.executable
+    work = os.path.join(os.environ["WORK"], "src")
+    shutil.copytree(src, work, symlinks=True)  # the backend writes build/ and egg-info/ in its tree
+    os.chdir(work)
+    _python_headers()
+    import tomllib
+
+    system = {}
+    if os.path.exists("pyproject.toml"):
+        with open("pyproject.toml", "rb") as f:
+            system = tomllib.load(f).get("build-system", {})
+    check(system.get("requires", ["setuptools>=40.8.0"]), "[build-system] requires")
+    spec = system.get("build-backend", "setuptools.build_meta:__legacy__")
+    for p in reversed(system.get("backend-path", [])):
+        sys.path.insert(0, os.path.abspath(p))
+    mod, _, obj = spec.partition(":")
+    backend = importlib.import_module(mod)
+    for part in filter(None, obj.split(".")):
+        backend = getattr(backend, part)
+    hook = getattr(backend, "get_requires_for_build_wheel", None)
+    if hook is not None:
+        check(hook({}), f"the backend {spec}")
+    os.makedirs(out, exist_ok=True)
+    name = backend.build_wheel(out, {})
+    print(f"built {name} with {spec}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
