@@ -79,6 +79,11 @@ def main(argv):
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)  # for anything the backend runs with sys.executable
     work = os.path.join(os.environ["WORK"], "src")
     shutil.copytree(src, work, symlinks=True)  # the backend writes build/ and egg-info/ in its tree
+    for top, dirs, files in os.walk(work):  # ... also into files the sdist ships (its egg-info/): writable
+        for name in [*dirs, *files]:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o200)
     os.chdir(work)
     _python_headers()
     import tomllib
