@@ -93,6 +93,9 @@ def statement(wheel: Path, *, targets: Sequence[str], platform: str, closure: Se
                                          "annotations": {"identity": t.identity, "hermetic": t.hermetic}}
     deps += sorted(toolchains.values(), key=lambda d: (d["name"], d["digest"]["sha256"]))
     graph = sorted([a.id, keys.get(a.id)] for a in closure)
+    # actions that built against the host on purpose (pep517_wheel's system_libraries) say so in their env
+    impure = {a.id: a.params["env"]["HERMETIC_NON_HERMETIC"] for a in closure
+              if a.kind == "run" and "HERMETIC_NON_HERMETIC" in (a.params.get("env") or {})}
     return {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": wheel.name, "digest": {"sha256": _file_sha256(wheel)}}],
@@ -105,6 +108,7 @@ def statement(wheel: Path, *, targets: Sequence[str], platform: str, closure: Se
                     "root_action": root.id, "root_key": keys.get(root.id),
                     "action_graph_digest": sha256_json(graph), "actions": len(graph),
                     "sandbox": sandbox, "source_date_epoch": source_date_epoch,
+                    **({"non_hermetic": impure} if impure else {}),
                 },
                 "resolvedDependencies": deps,
             },

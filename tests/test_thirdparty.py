@@ -150,6 +150,9 @@ build_requires = ["//thirdparty/python:setuptools"]
     acts = json.loads(hermetic_cli("--cache-dir", str(warm_store), "aquery", "//leak:on-purpose", "--output",
                                    "json", "--mnemonic", "Pep517Build", cwd=ws).stdout)
     assert acts[0]["env"]["HERMETIC_NON_HERMETIC"] == "built against the host's crypto"
+    stmt = json.loads((out / f"{wheel.name}.provenance.json").read_text())
+    assert list(stmt["predicate"]["buildDefinition"]["internalParameters"]["non_hermetic"].values()) == [
+        "built against the host's crypto"]
 
 
 def _guide_build_toml() -> str:
