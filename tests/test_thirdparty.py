@@ -14,11 +14,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, copy_workspace, hermetic_cli
+from conftest import REPO, copy_workspace, hermetic_cli, machine_paths_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.linux]
 
@@ -46,12 +47,13 @@ def pynacl(warm_store: Path) -> Path:
 def test_pynacl_builds_against_hermetic_libsodium_and_passes_its_own_tests(pynacl):
     out = pynacl / "hermetic-out" / PYNACL
     (wheel,) = (out / "wheel" / "dist").glob("*.whl")
-    assert wheel.name == "pynacl-1.6.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    # glibc 2.16 is the newest symbol version it needs (the legacy alias covers 2.17+ systems)
+    assert wheel.name == "pynacl-1.6.2-cp311-cp311-manylinux_2_16_x86_64.manylinux2014_x86_64.whl"
     facts = json.loads((out / "wheel" / "wheel.json").read_text())
     assert facts["built_as"] == "pynacl-1.6.2-cp311-cp311-linux_x86_64.whl"  # what setuptools called it
     (ext,) = facts["extensions"].values()
     assert not [n for n in ext["needed"] if "sodium" in n]  # libsodium is linked in, not needed
-    assert set(ext["needed"]) <= {"libc.so.6", "libpthread.so.0", "ld-linux-x86-64.so.2"}
+    assert ext["needed"] == ["libc.so.6"]
     assert ext["exports"] == ["PyInit__sodium"]  # libsodium's symbols stayed local
     audit = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(wheel)], capture_output=True,
                            text=True, check=True).stdout
@@ -60,10 +62,9 @@ def test_pynacl_builds_against_hermetic_libsodium_and_passes_its_own_tests(pynac
     m = re.fullmatch(r"(\d+) passed, (\d+) skipped", report[-1])
     assert m and int(m.group(1)) > 4000, report[-1]
     assert "tests/test_box.py::test_box_encryption[" in "\n".join(report)
-    # the libsodium the wheel was linked against is the hermetic one: its own version string
-    with __import__("zipfile").ZipFile(wheel) as zf:
+    with zipfile.ZipFile(wheel) as zf:
         so = zf.read(next(n for n in zf.namelist() if n.endswith(".so")))
-    assert b"1.0.20" in so
+    assert not machine_paths_in(so)  # optimized (no UBSan file names), no -I/-L of the sandbox or host
 
 
 def test_pynacl_is_reproducible(pynacl, warm_store):

@@ -27,9 +27,9 @@ import attrs
 
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Output, Provider
+from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 from recipes.fetch import PyWheelInfo, SourceInfo
 from recipes.openssl import CcInfo
-from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 
 HERE = Path(__file__).parent
 RECIPES = HERE.parent
@@ -69,6 +69,7 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
     flags: list[object] = []
     forbid = list(a.forbid_needed)
     if not system:
+        flags.append("--hermetic-cc")
         for dep in a.deps:
             lib = dep[CcInfo]
             for inc in lib.includes:
@@ -91,7 +92,7 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
     if system:
         env["HERMETIC_NON_HERMETIC"] = "built against the host's " + ", ".join(system)  # in the key, on purpose
     ctx.actions.run([*argv, *flags, "--", source.tree, Output("raw")], inputs=inputs, outputs=[raw],
-                    mnemonic="Pep517Build", env=env, toolchains=[python, cc], cpus=64)  # type: ignore[arg-type]
+                    mnemonic="Pep517Build", env=env, toolchains=[python, cc])  # type: ignore[arg-type]
 
     dist = ctx.declare_output("dist", tree=True)
     facts = ctx.declare_output("wheel.json")
@@ -134,7 +135,7 @@ def _pep517_test(ctx: RuleContext) -> list[Provider]:
     for arg in a.pytest_args:
         argv.append(f"--pytest-arg={arg}")
     ctx.actions.run(argv, inputs=[built.dist, *deps, tree], outputs=[report],  # type: ignore[arg-type]
-                    mnemonic="Pep517Test", toolchains=[python], env=dict(a.env), cpus=1)
+                    mnemonic="Pep517Test", toolchains=[python], env=dict(a.env))
     return [DefaultInfo((report,))]
 
 

@@ -41,6 +41,36 @@ def check(requirements, where):
                  "add a python_wheel pin for it to build_requires")
 
 
+FILTER = """#!/bin/sh
+# drop the host's include and library directories a backend adds by itself
+# (setuptools: -I<INCLUDEPY>, -L<LIBDIR> of a shared libpython), so a
+# hermetic compiler never finds a host header or library through them
+n=$#
+while [ "$n" -gt 0 ]; do
+  a=$1; shift; n=$((n - 1))
+  case "$a" in
+    -I/usr/*|-L/usr/*|-L/lib*|-isystem/usr/*) ;;
+    *) set -- "$@" "$a" ;;
+  esac
+done
+exec %s "$@"
+"""
+
+
+def _host_dirs_filter():
+    """CC and LDSHARED through a filter of host directories (the copied
+    interpreter headers stand in for -I/usr/include/pythonX.Y)."""
+    bindir = os.path.join(os.environ["WORK"], "hermetic-cc")
+    os.makedirs(bindir)
+    cc = os.environ.get("CC", "cc")
+    path = os.path.join(bindir, "cc")
+    with open(path, "w") as f:
+        f.write(FILTER % cc)
+    os.chmod(path, 0o755)
+    os.environ["CC"] = path
+    os.environ["LDSHARED"] = f"{path} -shared"
+
+
 def _python_headers():
     """A copy of this interpreter's C headers under $WORK/pyinc, first on
     the include path: a cross compiler (zig, for a manylinux target) does not
@@ -61,7 +91,11 @@ def _python_headers():
 
 def main(argv):
     opts = {"--path": [], "--include": [], "--lib": [], "--version-script": []}
-    while argv and argv[0] in opts:
+    hermetic_cc = False
+    while argv and (argv[0] in opts or argv[0] == "--hermetic-cc"):
+        if argv[0] == "--hermetic-cc":
+            hermetic_cc, argv = True, argv[1:]
+            continue
         opts[argv[0]].append(os.path.abspath(argv[1]))
         argv = argv[2:]
     if argv[:1] == ["--"]:
@@ -72,9 +106,18 @@ def main(argv):
     cflags = [f"-I{d}" for d in opts["--include"]]
     ldflags = [f"-L{d}" for d in dict.fromkeys(os.path.dirname(f) for f in opts["--lib"])]
     ldflags += [f"-Wl,--version-script={v}" for v in opts["--version-script"]]
+    import sysconfig
+
+    # setuptools drops the interpreter's CFLAGS (-O3 -DNDEBUG ...) once CFLAGS is set: keep them (an
+    # unoptimized zig build is a Debug build with UBSan, whose file names ignore the prefix maps)
+    cflags.append(sysconfig.get_config_var("CFLAGS") or "")
     for var, add in (("CFLAGS", cflags), ("LDFLAGS", ldflags)):
         if add:
             os.environ[var] = " ".join([*add, os.environ.get(var, "")]).strip()
+    if hermetic_cc:
+        _host_dirs_filter()
+    # the backend's wheel records the modes of the files it wrote: fix what it could observe
+    os.umask(0o022)
     sys.path[:0] = paths
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)  # for anything the backend runs with sys.executable
     work = os.path.join(os.environ["WORK"], "src")
