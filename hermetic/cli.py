@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     _display_options(b)
     _remote_options(b)
 
-    v = sub.add_parser("verify", parents=[common], help="rebuild without the cache, under varied conditions, and compare",
+    v = sub.add_parser("verify", parents=[common],
+                       help="rebuild without the cache, under varied conditions, and compare",
                        description="Build TARGET (cache allowed), then rebuild every action of its closure "
                        "without the cache from the same inputs and compare outputs byte for byte. By "
                        "default the rebuild varies what an action could observe (build root, uid/gid, umask, "
@@ -170,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     csub.add_parser("stats", parents=[common], help="size of the store and what the last build did")
     gc = csub.add_parser("gc", parents=[common], help="evict least recently used blobs")
     gc.add_argument("--max-size", type=_size, required=True, help="e.g. 2G")
-    kg = csub.add_parser("keygen", parents=[common], help="create an ed25519 key for signing results shared through a remote cache")
+    kg = csub.add_parser("keygen", parents=[common],
+                         help="create an ed25519 key for signing results shared through a remote cache")
     kg.add_argument("name", help="the key's name, e.g. ci-2026 (signatures say which key made them)")
     kg.add_argument("--dir", type=Path, default=None,
                     help="where NAME.secret and NAME.pub go (default ~/.config/hermetic/keys)")
