@@ -67,10 +67,12 @@ class Query:
         self.kinds = kinds
         self.attrs = attrs
         self.parse_label = parse_label
-        self.rdeps_of: dict[Label, set[Label]] = {t: set() for t in deps}
+        rdeps_of: dict[Label, set[Label]] = {t: set() for t in deps}
         for t, ds in deps.items():
             for d in ds:
-                self.rdeps_of.setdefault(d, set()).add(t)
+                rdeps_of.setdefault(d, set()).add(t)
+        #: the reversed edges: target -> the targets that depend on it directly
+        self.back = {t: sorted(ds) for t, ds in rdeps_of.items()}
 
     def evaluate(self, expr: str) -> list[Label]:
         self.expr = expr
@@ -168,7 +170,7 @@ class Query:
 
         if name == "deps":
             arity(1, 2)
-            return self._closure(as_set(args[0]), self.deps, as_int(args[1]) if len(args) > 1 else None)
+            return self.closure(as_set(args[0]), self.deps, as_int(args[1]) if len(args) > 1 else None)
         if name == "rdeps":
             arity(1, 2, 3)
             if len(args) == 1:
@@ -176,8 +178,7 @@ class Query:
             else:
                 universe, of = as_set(args[0]), as_set(args[1])
                 depth = as_int(args[2]) if len(args) > 2 else None
-            back = {t: sorted(self.rdeps_of.get(t, ())) for t in self.deps}
-            return self._closure(of, back, depth) & (self._closure(universe, self.deps, None) | of)
+            return self.closure(of, self.back, depth) & (self.closure(universe, self.deps, None) | of)
         if name in ("kind", "filter"):
             arity(2)
             rx = self._regex(as_text(args[0]), args[0][2])
@@ -195,9 +196,8 @@ class Query:
         src, dst = as_set(args[0]), as_set(args[1])
         if name == "somepath":
             return self._somepath(src, dst)
-        down = self._closure(src, self.deps, None)
-        back = {t: sorted(self.rdeps_of.get(t, ())) for t in self.deps}
-        up = self._closure(dst, back, None)
+        down = self.closure(src, self.deps, None)
+        up = self.closure(dst, self.back, None)
         return down & up
 
     def _regex(self, text: str, pos: int) -> re.Pattern[str]:
@@ -235,7 +235,7 @@ class Query:
             return False
 
     @staticmethod
-    def _closure(start: set[Label], edges: dict[Label, list[Label]], depth: int | None) -> set[Label]:
+    def closure(start: set[Label], edges: dict[Label, list[Label]], depth: int | None = None) -> set[Label]:
         seen = set(start)
         frontier = list(start)
         level = 0

@@ -454,7 +454,9 @@ def _graph(args: argparse.Namespace) -> ExitCode:
     status = s.last_outcomes()
     if args.targets:
         graph = s.target_graph()
-        keep = _target_closure(graph["deps"], labels)
+        from hermetic._query import Query
+
+        keep = Query.closure(set(labels), graph["deps"])
         owners: dict[str, set[str]] = {}
         for aid, outcome in status.items():
             owners.setdefault(aid.split("#", 1)[0], set()).add(outcome)
@@ -495,17 +497,6 @@ def _graph(args: argparse.Namespace) -> ExitCode:
     else:
         sys.stdout.buffer.write(done.stdout)
     return ExitCode.OK
-
-
-def _target_closure(deps: dict[Any, list[Any]], roots: list[Any]) -> set[Any]:
-    seen = set(roots)
-    stack = list(roots)
-    while stack:
-        for d in deps.get(stack.pop(), ()):
-            if d not in seen:
-                seen.add(d)
-                stack.append(d)
-    return seen
 
 
 def _aquery(args: argparse.Namespace) -> ExitCode:
