@@ -20,7 +20,9 @@ _STRINGS = re.compile(rb"[\x20-\x7e\t]{6,}")
 
 
 def diffoscope_available() -> str | None:
-    return shutil.which("diffoscope")
+    from hermetic.toolchain import find_program
+
+    return find_program("diffoscope")
 
 
 def run_diffoscope(reference: Path, rebuilt: Path, *, timeout: float = 600) -> str:

@@ -41,6 +41,7 @@ class FetchResolver:
         """Download to a staging file whose hash is checked; raise with every
         attempt listed when no source has the right bytes."""
         attempts: list[str] = []
+        mismatched = False
         for url in self.candidates(name, sha256, mirrors, urls):
             fetcher = self.registry.for_url(url)
             if fetcher is None:
@@ -62,6 +63,7 @@ class FetchResolver:
             if got.hash != sha256 or (size is not None and got.size != size):
                 attempts.append(f"{url}: got sha256 {got.hash} ({got.size} bytes), expected {sha256}"
                                 + (f" ({size} bytes)" if size is not None else ""))
+                mismatched = True
                 self.report("fetch-mismatch", url=url, name=name)
                 _rm(tmpdir)
                 continue
@@ -70,7 +72,7 @@ class FetchResolver:
         raise FetchError(
             f"cannot fetch {name} (sha256 {sha256}); tried:\n{tried}",
             hint=f"put the file {name} into a directory passed with --distdir, or check the pinned sha256",
-            reason="fetch-failed" if not any("expected" in a for a in attempts) else "hash-mismatch",
+            reason="hash-mismatch" if mismatched else "fetch-failed",
         )
 
     def fetch(self, params: dict[str, Any], key_path: Path | None) -> Digest:

@@ -139,7 +139,7 @@ class Session:
                     paths = []
                     for art in files:
                         dest = self.output_dir / art.path.removeprefix("out/")
-                        ex.materialize(art, dest)
+                        ex.deliver(art, dest)
                         paths.append(dest)
                         paths += self._provenance(art, dest, labels, graph, ex, analysis.sources)
                     outputs[label] = paths
@@ -158,8 +158,7 @@ class Session:
         if not wheels or root is None or root.kind != "run":  # built here, not a pinned download
             return []
         closure = graph.closure([art])
-        read = {i.path: ex.entries[i.path].hash for a in closure for i in a.inputs
-                if i.path in sources and i.path in ex.entries}
+        read = ex.artifacts.source_hashes(i.path for a in closure for i in a.inputs)
         written = []
         for wheel in wheels:
             written += _provenance.write(
@@ -197,14 +196,15 @@ class Session:
             finally:
                 self._save_stats(ref, order)
                 self.report("build-done", stats=ref.stats, total=len(order))
-            for path in list(ref.remote_only):  # every action is rebuilt: its inputs must be here
-                ref._ensure_local(path)
+            ref.artifacts.ensure_all_local()  # every action is rebuilt: its inputs must be here
             if against_cache:
                 variation, applied, skipped = None, {}, {}
             else:
                 variation = variation_for(self.jobs, disabled)
                 applied, skipped = conditions(variation, sandbox, disabled)
-            rebuild = Executor(**common, use_cache=False, variation=variation)  # type: ignore[arg-type]
+            # the rebuild reads the reference build's inputs: a difference is blamed on one action
+            rebuild = Executor(**common, use_cache=False, variation=variation,  # type: ignore[arg-type]
+                               artifacts=ref.artifacts)
             verifier = Verifier(reference=ref, rebuild=rebuild, store=store, ran=ran, report=self.report,
                                 diff_tool=diff_tool)
             self.report("verify-begin", total=len(order), applied=applied, skipped=skipped,
@@ -256,7 +256,7 @@ class Session:
         ex = Executor(store=self.store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
                       sources=analysis.sources, jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch,
                       producer=graph.producer.get)
-        plan = ex.plan(order)
+        plan = {aid: attrs.asdict(p) for aid, p in ex.plan(order).items()}
         out = []
         for a in order:
             rec: dict[str, Any] = {"id": a.id, "describe": a.describe(), "mnemonic": a.mnemonic, "kind": a.kind,

@@ -135,8 +135,6 @@ class Verifier:
         self._rebuilt: dict[str, dict[str, Entry]] = {}
 
     def run(self, order: Sequence[Action], *, against_cache: bool) -> list[Verdict]:
-        self.rebuild.entries = dict(self.ref.entries)
-        self.rebuild.producer_keys = dict(self.ref.producer_keys)
         verdicts = []
         for i, action in enumerate(order, 1):
             key = self.ref.keys.get(action.id, "")
@@ -153,7 +151,7 @@ class Verifier:
                 self.report("verify-start", action=action, index=i, total=len(order))
                 t0 = time.monotonic()
                 try:
-                    new, _log = getattr(self.rebuild, f"_run_{action.kind}")(action)
+                    new = self.rebuild.rebuild(action)
                 except CacheError:
                     raise  # the store lost an input: not the action's fault, and not a verdict
                 except HermeticError as exc:

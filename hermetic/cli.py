@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hermetic.errors import BuildFailed, HermeticError
+from hermetic import __version__
+from hermetic.errors import BuildFailed, Exit, HermeticError
 
 
 class ExitCode(IntEnum):
@@ -190,55 +191,19 @@ def _print_error(exc: BaseException, debug: bool = False) -> None:
         traceback.print_exception(exc, file=sys.stderr)
     reason = getattr(exc, "reason", "error")
     print(f"error[{reason}]: {exc}", file=sys.stderr)
-    hint = getattr(exc, "hint", None) or _GENERIC_HINTS.get(reason)
+    hint = getattr(exc, "hint", None)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
 
 
-#: what to do, for errors whose raiser had nothing more specific to say
-_GENERIC_HINTS = {
-    "usage": "see `hermetic COMMAND --help`",
-    "bad-label": 'labels look like //package:name, :name in the current package, or //package',
-    "build-file": "fix the BUILD.toml at the line shown",
-    "analysis": "fix the target's attributes at the line shown",
-    "action-failed": "see the command and its output above; `hermetic why TARGET` says what changed",
-    "fetch": "put the file in a --distdir directory, or check the pinned sha256 and URLs in the recipe",
-    "cache-io": "check the cache directory's permissions and free space (--cache-dir, $HERMETIC_CACHE_DIR)",
-    "remote": "check the [remote] settings or pass --remote-cache with a http(s):// or grpc(s):// URL",
-    "cycle": "break the cycle between the targets shown",
-    "toolchain": "install the tool named above (scripts/setup.sh installs everything hermetic needs)",
-    "platform": "name a platform like linux-x86_64, linux-aarch64-manylinux2014, musllinux-x86_64, macos-arm64",
-    "bad-value": "fix the value at the line shown",
-    "toml-syntax": "fix the TOML syntax at the line shown",
-    "bad-path": "name files inside the target's package directory",
-    "missing-file": "create the file, fix the pattern, or remove it from the list",
-    "archive": "the pinned archive is damaged or not what the recipe expects: check its sha256 and strip_prefix",
-    "bomb": "the pinned archive expands beyond the limits; if it is genuine, raise the limit in the recipe",
-    "path-escape": "the pinned archive is hostile (an entry escapes its directory); nothing of it was kept",
-    "link-escape": "the pinned archive is hostile (a link points outside its tree); nothing of it was kept",
-    "special-file": "the pinned archive holds a device or fifo; nothing of it was kept",
-    "missing-blob": "build again: the missing entry is rebuilt or fetched",
-    "bad-output": "an action may only produce regular files, directories and relative links",
-    "no-verifier": "install the plugin that checks this kind of signature, or fix the signature's kind",
-    "dangling-input": "a rule used a file that is neither a source nor declared by an action: fix the rule",
-    "cache": "run `hermetic cache gc --max-size SIZE` or remove the damaged store with `hermetic clean --expunge`",
-    "not-a-table": 'a target is a TOML table: [name] with rule = "..." and its attributes',
-    "missing-rule": 'add rule = "..." to the target (`hermetic query --output label_kind //...` shows examples)',
-    "duplicate-target": "rename or remove one of the two targets",
-    "bad-attribute-type": "give the attribute a value of the type shown",
-    "bad-platform": "name a platform like linux-x86_64, linux-aarch64-manylinux2014, musllinux-x86_64, macos-arm64",
-    "archive-format": "the pinned file is not a tar or zip archive; check the recipe's filename and sha256",
-}
+_EXIT = {Exit.INPUT: ExitCode.BAD_INPUT, Exit.ENVIRONMENT: ExitCode.ENVIRONMENT, Exit.USAGE: ExitCode.USAGE,
+         Exit.BUILD: ExitCode.BUILD_FAILED}
 
 
 def _exit_for(exc: HermeticError) -> ExitCode:
     if isinstance(exc, BuildFailed):
         return ExitCode.BUILD_FAILED
-    if exc.reason in ("sandbox", "no-sandbox", "toolchain", "no-toolchain", "no-workspace", "no-host-platform"):
-        return ExitCode.ENVIRONMENT
-    if exc.reason == "usage":
-        return ExitCode.USAGE
-    return ExitCode.BAD_INPUT
+    return _EXIT[exc.kind]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return _exit_for(exc)
     except BaseExceptionGroup as group:
         if not all(isinstance(e, HermeticError) for e in group.exceptions):
-            return _internal_error(group, args.debug)
+            return _internal_error(group, args)
         if args.debug:
             import traceback
 
@@ -267,19 +232,33 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(group)
         return ExitCode.BAD_INPUT
     except Exception as exc:  # a bug in hermetic or a plugin, not the user's input
-        return _internal_error(exc, args.debug)
+        return _internal_error(exc, args)
 
 
-def _internal_error(exc: BaseException, debug: bool) -> int:
+def _internal_error(exc: BaseException, args: argparse.Namespace) -> int:
+    """One line for the user; the whole traceback in a file under the cache
+    (to attach to a report), and inline with --debug."""
+    import time
     import traceback
 
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
+    text = "".join(traceback.format_exception(exc))
+    if args.debug:
+        print(text, file=sys.stderr, end="")
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
     print(f"error[internal]: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
-    print("hint: this is a bug in hermetic or one of its plugins, not in your input; rerun with --debug for the "
-          "traceback and report it", file=sys.stderr)
+    saved = None
+    with contextlib.suppress(OSError):
+        from hermetic._cache import default_cache_dir
+
+        crashes = Path(getattr(args, "cache_dir", None) or default_cache_dir()) / "crash"
+        crashes.mkdir(parents=True, exist_ok=True)
+        saved = crashes / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.txt"
+        saved.write_text(f"hermetic {__version__}, python {sys.version.split()[0]}\n"
+                         f"argv: {sys.argv}\n\n{text}")
+    print("hint: this is a bug in hermetic or one of its plugins, not in your input; "
+          + (f"the traceback is in {saved} (attach it to a report), or rerun with --debug" if saved else
+             "rerun with --debug for the traceback and report it"), file=sys.stderr)
     return 70  # EX_SOFTWARE
 
 

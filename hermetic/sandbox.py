@@ -63,6 +63,15 @@ class Layout:
     home: str
     tmp: str
 
+    def expand(self, arg: str | dict[str, str]) -> str:
+        """An argv word as the command sees it: ``{"in": rel}``, ``{"out":
+        rel}`` and ``{"work": rel}`` become paths under this layout."""
+        if not isinstance(arg, dict):
+            return arg
+        (kind, rel), = arg.items()
+        base = {"in": self.inputs, "out": self.outputs, "work": self.work}[kind]
+        return f"{base}/{rel}" if rel else base
+
 
 @attrs.frozen
 class SandboxRequest:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["file_sha256", "probe_cached", "run_probe"]
+__all__ = ["file_sha256", "find_program", "probe_cached", "run_probe"]
 
 _lock = threading.Lock()
 _memory: dict[str, Any] = {}
@@ -76,3 +76,21 @@ def probe_cached(name: str, files: Sequence[str], probe: Callable[[], dict[str, 
                 json.dump(_memory, out)
             os.replace(tmp, f)
     return value
+
+
+def find_program(name: str) -> str | None:
+    """*name* on ``PATH``, else beside the interpreter running hermetic (a
+    tool installed with hermetic into its venv, like diffoscope from the
+    ``verify`` extra, is found without activating the venv)."""
+    import shutil
+    import sys
+
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in dict.fromkeys([os.path.dirname(sys.executable), os.path.join(sys.prefix, "bin")]):
+        found = shutil.which(name, path=d)
+        if found:
+            return found
+    return None
+

@@ -80,9 +80,11 @@ def copy_workspace(dest: Path) -> Path:
     return dest
 
 
-def hermetic_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def hermetic_cli(*args: str, cwd: Path, check: bool = True,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `hermetic` command (a separate process, as a user would)."""
-    proc = subprocess.run([sys.executable, "-m", "hermetic", *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "hermetic", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"hermetic {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc

@@ -296,10 +296,16 @@ def test_an_internal_error_is_reported_as_a_bug_without_a_traceback(monkeypatch,
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(cli, "_query", boom)
-    assert cli.main(["-C", str(ws), "query", "//..."]) == 70
+    cache = ws.parent / "crash-cache"
+    assert cli.main(["-C", str(ws), "--cache-dir", str(cache), "query", "//..."]) == 70
     err = capsys.readouterr().err
     assert err.startswith("error[internal]: ZeroDivisionError: division by zero at test_explain.py:")
-    assert "rerun with --debug" in err and "Traceback" not in err
+    assert "Traceback" not in err and "rerun with --debug" in err
+    # the whole traceback is one file away, under the cache the command used, named in the message
+    saved = [p for p in (cache / "crash").iterdir()]
+    assert len(saved) == 1 and str(saved[0]) in err
+    text = saved[0].read_text()
+    assert "Traceback" in text and "ZeroDivisionError: division by zero" in text and "in boom" in text
 
 
 def test_gc_keeps_only_the_ingredients_why_still_needs(ws):
@@ -315,36 +321,40 @@ def test_gc_keeps_only_the_ingredients_why_still_needs(ws):
     assert why(ws)["//:gen#Genrule"]["reasons"][0]["path"] == "src/a.c"  # still explained
 
 
-def test_every_user_facing_error_has_a_hint():
-    """Statically: every HermeticError raised in hermetic, its recipes and
-    plugins either passes hint= or has a reason code the CLI has a generic
-    hint for (internal exceptions that never reach a user are not counted)."""
+def test_reasons_are_a_closed_set_each_with_a_hint_and_each_used():
+    """Statically: every reason code written at a raise site in hermetic, its
+    recipes and plugins is a member of errors.Reason; every member has a kind
+    and a hint, and is raised somewhere (the table has no dead entries)."""
     import ast
-    import inspect
 
     import attrs
 
     from hermetic import errors
 
-    defaults = {name: attrs.fields_dict(cls)["reason"].default for name, cls in vars(errors).items()
-                if inspect.isclass(cls) and issubclass(cls, errors.HermeticError)}
-    defaults["error"] = "analysis"  # ctx.error(...)
     root = Path(__file__).resolve().parent.parent
-    missing = []
+    used: set[str] = set()
+    for cls in vars(errors).values():  # class defaults count as raised where the class is raised
+        if isinstance(cls, type) and issubclass(cls, errors.HermeticError):
+            used.add(str(attrs.fields_dict(cls)["reason"].default))
+    unknown = []
     for f in [*root.glob("hermetic/*.py"), *root.glob("recipes/**/*.py"), *root.glob("plugins/*.py")]:
         for node in ast.walk(ast.parse(f.read_text())):
-            if not isinstance(node, ast.Call):
-                continue
-            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if name not in defaults:
-                continue
-            kw = {k.arg: k.value for k in node.keywords}
-            if "hint" in kw:
-                continue
-            reason = kw.get("reason")
-            code = reason.value if isinstance(reason, ast.Constant) else defaults[name] if reason is None else None
-            if code is None:  # a reason passed through from another error (with its hint)
-                continue
-            if code not in cli._GENERIC_HINTS:
-                missing.append(f"{f.relative_to(root)}:{node.lineno}: {name} reason={code}")
-    assert not missing, "\n".join(missing)
+            if isinstance(node, ast.keyword) and node.arg == "reason" and isinstance(node.value, ast.Constant):
+                used.add(node.value.value)
+                if node.value.value not in {r.value for r in errors.Reason}:
+                    unknown.append(f"{f.relative_to(root)}:{node.value.lineno}: reason={node.value.value!r}")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Reason":
+                used.add(errors.Reason[node.attr].value)
+    assert unknown == []
+    assert set(errors.REASONS) == set(errors.Reason)
+    assert all(hint.strip() for _, hint in errors.REASONS.values())
+    assert sorted({r.value for r in errors.Reason} - used) == []
+
+
+def test_an_unknown_reason_is_refused_at_the_raise_site():
+    from hermetic import errors
+
+    with pytest.raises(ValueError):
+        errors.HermeticError("x", reason="no-such-reason")
+    err = errors.FetchError("cannot fetch x")
+    assert err.reason == "fetch-failed" and err.hint == errors.REASONS[errors.Reason.FETCH_FAILED][1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,9 @@ def _workspace(tmp_path: Path, extra: str = "") -> Path:
     return ws
 
 
-def _verify(ws: Path, *args: str) -> tuple[int, dict, str]:
-    proc = hermetic_cli("--cache-dir", str(ws.parent / "cache"), "verify", *args, "--json", cwd=ws, check=False)
+def _verify(ws: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    proc = hermetic_cli("--cache-dir", str(ws.parent / "cache"), "verify", *args, "--json", cwd=ws, check=False,
+                        env=env)
     assert proc.returncode in (0, 5), proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
@@ -103,8 +105,14 @@ outs = ["release.txt"]
 cmd = "cat $SRCS > $OUT/release.txt"
 """
     ws = _workspace(tmp_path, extra)
+    # as on a fresh machine: diffoscope only in hermetic's venv (scripts/setup.sh puts it there), which is
+    # not on PATH because the README runs .venv/bin/hermetic without activating it
+    beside = Path(sys.executable).parent / "diffoscope"
+    assert beside.exists(), "scripts/setup.sh installs diffoscope into hermetic's venv (the verify extra)"
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "diffoscope").exists()]
+    env = {**os.environ, "PATH": os.pathsep.join(path)}
     for tool in ("builtin", "diffoscope"):
-        code, report, err = _verify(ws, "//:release", "--diff-tool", tool)
+        code, report, err = _verify(ws, "//:release", "--diff-tool", tool, env=env)
         assert code == 5
         bad = [a for a in report["actions"] if a["status"] != "reproducible"]
         assert [(a["action"], a["status"]) for a in bad] == [("//:stamp#Stamp", "differs")]

@@ -1,0 +1,245 @@
+"""What each artifact of a build turned out to be, and getting its bytes
+where they are needed: into an action's input root, or to the user.
+
+Outputs adopted from a remote cache may stay remote until something here
+needs them (:meth:`Artifacts.ensure_local`); if the remote cannot serve them
+then, the action that makes them runs here instead."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hermetic._cache import Store
+from hermetic._keys import Entry
+from hermetic.errors import CacheError, HermeticError
+from hermetic.model import Action, Artifact
+
+#: runs *action* here and returns its outputs' entries (the build's fallback
+#: when a remote hit's outputs cannot be downloaded)
+Fallback = Callable[[Action, str], Mapping[str, Entry]]
+
+
+class Artifacts:
+    """Artifact path -> :class:`Entry`, for source files (hashed on first
+    use) and for outputs (recorded as actions finish or hit the cache)."""
+
+    def __init__(self, store: Store, sources: Mapping[str, Path], *, remote: Any = None,
+                 producer: Callable[[str], Action | None] | None = None) -> None:
+        self.store = store
+        self.sources = sources
+        self.remote = remote
+        self.producer = producer or (lambda path: None)
+        self.entries: dict[str, Entry] = {}
+        #: output path -> key of the result it came from (dropped when found damaged)
+        self.producer_keys: dict[str, str] = {}
+        # outputs of remote hits not downloaded yet: path -> key; their results wait
+        # for every output before they enter the local action cache
+        self._remote_only: dict[str, str] = {}
+        self._pending: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        self._path_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.fallback: Fallback | None = None
+
+    # -- what things are --------------------------------------------------------
+
+    def entry(self, art: Artifact) -> Entry:
+        with self._lock:
+            e = self.entries.get(art.path)
+        if e is not None:
+            return e
+        host = self.sources.get(art.path)
+        if host is None:
+            raise HermeticError(f"{art.path} has no producing action and is not a source file",
+                                reason="dangling-input")
+        try:
+            d = self.store.source_digest(host)
+        except OSError as exc:
+            raise HermeticError(f"source file {host} cannot be read: {exc}", reason="missing-source") from exc
+        e = Entry(d.hash, d.size, False, os.access(host, os.X_OK))
+        with self._lock:
+            self.entries[art.path] = e
+        return e
+
+    def known(self, path: str) -> bool:
+        """Whether *path*'s digest is known without running anything."""
+        return path in self.entries or path in self.sources
+
+    def record(self, outputs: Mapping[str, Entry], key: str) -> None:
+        with self._lock:
+            for p, e in outputs.items():
+                self.entries[p] = e
+                self.producer_keys[p] = key
+
+    def source_hashes(self, paths: Iterable[str]) -> dict[str, str]:
+        """The digests read for those of *paths* that are source files."""
+        return {p: self.entries[p].hash for p in paths if p in self.sources and p in self.entries}
+
+    def intact(self, paths: Iterable[str], outputs: Mapping[str, Entry]) -> bool:
+        """Whether every blob of *outputs* named in *paths* re-hashes to its name."""
+        for path in paths:
+            e = outputs.get(path)
+            if e is None:
+                continue
+            blobs = self.store.tree_blobs(e.digest) if e.tree else [e.digest]
+            if not all(self.store.verify_blob(b) for b in blobs):
+                return False
+        return True
+
+    def local(self, e: Entry) -> bool:
+        return self.store.has_blob(e.digest) and (not e.tree or all(
+            self.store.has_blob(b) for b in self.store.tree_blobs(e.digest)))
+
+    # -- remote outputs ------------------------------------------------------------
+
+    def adopt_remote(self, action: Action, key: str, result: Mapping[str, Any], goals: set[str]) -> bool:
+        """Take a remote hit's *result* for *action* if it is well formed:
+        outputs the user asked for (*goals*) are downloaded now, the rest
+        stay remote until something here needs them; the result enters the
+        local action cache once all of its outputs are here."""
+        try:
+            outputs = {p: Entry.from_json(e) for p, e in result["outputs"].items()}
+        except (KeyError, TypeError, AttributeError):
+            return False
+        if set(outputs) != {o.path for o in action.outputs}:
+            return False
+        missing = set()
+        for path, e in outputs.items():
+            if self.local(e):
+                continue
+            if path in goals:
+                if not self.remote.fetch(e.digest, e.tree, action.describe()):
+                    return False
+                continue
+            missing.add(path)
+        adopted = {"outputs": {p: e.to_json() for p, e in outputs.items()}, "log": None,
+                   "mnemonic": action.mnemonic, "owner": str(action.owner), "remote": True}
+        with self._lock:
+            for path in missing:
+                self._remote_only[path] = key
+            if missing:
+                self._pending[key] = (adopted, set(missing))
+        if not missing:
+            self.store.put_action(key, adopted)
+        self.record(outputs, key)
+        return True
+
+    @property
+    def remote_only(self) -> list[str]:
+        """Outputs known by digest but not downloaded yet."""
+        with self._lock:
+            return sorted(self._remote_only)
+
+    def ensure_all_local(self) -> None:
+        for path in self.remote_only:
+            self.ensure_local(path)
+
+    def ensure_local(self, path: str) -> None:
+        """A remote hit's output is needed here: download it, or if the
+        remote cannot serve it (gone, corrupt, down), run its action here."""
+        if path not in self._remote_only:
+            return
+        with self._lock:
+            lock = self._path_locks.setdefault(path, threading.Lock())
+        with lock:
+            key = self._remote_only.get(path)
+            if key is None:
+                return
+            e = self.entries[path]
+            producer = self.producer(path)
+            label = producer.describe() if producer else path
+            if self.remote.fetch(e.digest, e.tree, label):
+                with self._lock:
+                    del self._remote_only[path]
+                    adopted, waiting = self._pending.get(key, ({}, set()))
+                    waiting.discard(path)
+                    done = key in self._pending and not waiting
+                    if done:
+                        del self._pending[key]
+                if done:
+                    self.store.put_action(key, adopted)
+                return
+            if producer is None or self.fallback is None:
+                raise CacheError(f"{path} is neither on the remote nor buildable here", reason="remote")
+            outputs = self.fallback(producer, key)
+            got = outputs.get(path)
+            if got is None or got.hash != e.hash:
+                raise CacheError(f"{label} built here gives different bytes than the remote's result for the "
+                                 "same key", reason="remote-mismatch",
+                                 hint="the remote holds an unreproducible or tampered result; "
+                                      "`hermetic verify --against-cache` shows which")
+            with self._lock:
+                for p in [p for p, k in self._remote_only.items() if k == key]:
+                    del self._remote_only[p]
+                self._pending.pop(key, None)
+
+    # -- placing bytes -----------------------------------------------------------
+
+    def stage(self, art: Artifact, dest: Path, *, link: bool) -> None:
+        """Put input *art* at *dest* in an action's input root (hard-linked from
+        the store when *link*, else copied), re-hashing what it uses."""
+        self.ensure_local(art.path)
+        e = self.entry(art)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if e.tree:
+            try:
+                self.store.materialize_tree(e.digest, dest, verify=True)
+            except CacheError as exc:
+                # the tree's result is unusable: drop it so the next build re-creates it
+                self.store.drop_action(self.producer_keys.get(art.path, ""))
+                raise CacheError(f"input {art.path}: {exc}", reason=exc.reason,
+                                 hint="build again: the damaged result was discarded and will be rebuilt") from exc
+            return
+        if art.path in self.sources and not self.store.has_blob(e.digest):
+            # a source file: stored first, so what runs is what was hashed
+            if self.store.put_file(self.sources[art.path]) != e.digest:
+                raise HermeticError(f"{self.sources[art.path]} changed during the build", reason="source-changed")
+        elif not self.store.verify_blob(e.digest):
+            raise CacheError(f"input {art.path} ({e.digest}) is missing or corrupt in the store",
+                             reason="corrupt-blob")
+        if link:
+            self.store.link_blob(e.digest, dest, executable=e.executable)
+        else:
+            shutil.copyfile(self.store.blob_path(e.hash), dest)
+            os.chmod(dest, 0o755 if e.executable else 0o644)
+
+    def deliver(self, art: Artifact, dest: Path) -> bool:
+        """Place *art* at *dest* (atomically); False if it already was there."""
+        self.ensure_local(art.path)
+        e = self.entries[art.path]
+        if not e.tree and dest.is_file() and not dest.is_symlink():
+            with contextlib.suppress(OSError):
+                if self.store.source_digest(dest) == e.digest:
+                    return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.hermetic-tmp"
+        rmtree(tmp)
+        if e.tree:
+            self.store.materialize_tree(e.digest, tmp, verify=True, writable=True)
+            rmtree(dest)
+        else:
+            if not self.store.verify_blob(e.digest):
+                raise CacheError(f"{art.path} is corrupt in the store; it was removed", reason="corrupt-blob")
+            shutil.copyfile(self.store.blob_path(e.hash), tmp)
+            os.chmod(tmp, 0o755 if e.executable else 0o644)
+        os.replace(tmp, dest)
+        return True
+
+
+def rmtree(p: Path) -> None:
+    """Remove *p* whatever it is, including read-only trees; missing is fine."""
+    def onerror(func, path, exc_info):  # type: ignore[no-untyped-def]
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o755)
+            func(path)
+
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, onerror=onerror)
+    else:
+        with contextlib.suppress(OSError):
+            p.unlink()

@@ -1,0 +1,234 @@
+"""Runners: how one action of each kind turns its inputs into outputs in the
+store. The executor picks a runner by the action's kind; a runner neither
+looks at caches nor schedules anything.
+
+- ``write``: a small generated file;
+- ``fetch``: a pinned download (store, distdirs, mirrors, upstream);
+- ``extract``: an archive, safely, into a tree;
+- ``run``: a command in the local sandbox (a remote executor is another
+  runner of ``run`` actions behind the same interface).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from hermetic import _archive
+from hermetic._artifacts import Artifacts, rmtree
+from hermetic._cache import Store
+from hermetic._fetch import FetchResolver
+from hermetic._keys import Entry
+from hermetic.errors import ActionFailed, CacheError, HermeticError
+from hermetic.model import Action, Artifact, Digest
+from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environment, shuffled_view
+
+#: archive problems that mean the pinned bytes themselves are hostile
+HOSTILE = {"path-escape", "link-escape", "special-file", "bomb"}
+
+
+@attrs.frozen
+class RunResult:
+    """An action's outputs (path -> entry, all in the store) and its log."""
+
+    outputs: dict[str, Entry]
+    log: Digest | None = None
+
+
+class Runner(Protocol):
+    """Runs actions of one kind; raises :class:`ActionFailed` when one fails."""
+
+    def run(self, action: Action, artifacts: Artifacts) -> RunResult: ...
+
+
+@attrs.frozen
+class WriteRunner:
+    store: Store
+
+    def run(self, action: Action, artifacts: Artifacts) -> RunResult:
+        d = self.store.put_bytes(action.params["content"].encode())
+        return RunResult({action.outputs[0].path: Entry(d.hash, d.size, False,
+                                                        bool(action.params.get("executable")))})
+
+
+@attrs.frozen
+class FetchRunner:
+    fetcher: FetchResolver
+
+    def run(self, action: Action, artifacts: Artifacts) -> RunResult:
+        key_path = artifacts.sources.get(action.inputs[0].path) if action.inputs else None
+        try:
+            d = self.fetcher.fetch(action.params, key_path)
+        except HermeticError as exc:
+            raise ActionFailed(str(exc), hint=exc.hint, action=action.describe(), reason=exc.reason) from exc
+        return RunResult({action.outputs[0].path: Entry(d.hash, d.size)})
+
+
+@attrs.frozen
+class ExtractRunner:
+    store: Store
+
+    def run(self, action: Action, artifacts: Artifacts) -> RunResult:
+        src = action.inputs[0]
+        artifacts.ensure_local(src.path)
+        archive = artifacts.entry(src)
+        if not self.store.verify_blob(archive.digest):
+            raise CacheError(f"{src.path} is missing or corrupt in the store", reason="corrupt-blob")
+        staging = self.store.staging_dir("extract.")
+        try:
+            dest = staging / "tree"
+            dest.mkdir()
+            try:
+                _archive.extract(self.store.blob_path(archive.hash), dest,
+                                 strip_prefix=action.params.get("strip_prefix") or "", name=src.name,
+                                 subdir=action.params.get("subdir") or "")
+            except HermeticError as exc:
+                if exc.reason in HOSTILE:  # the pinned bytes are hostile: keep nothing of them
+                    self.store.blob_path(archive.hash).unlink(missing_ok=True)
+                raise ActionFailed(str(exc), hint=exc.hint, action=action.describe(), reason=exc.reason) from exc
+            d = self.store.put_tree(dest, move=True)
+        finally:
+            rmtree(staging)
+        return RunResult({action.outputs[0].path: Entry(d.hash, d.size, True)})
+
+
+@attrs.frozen
+class SandboxRunner:
+    """A ``run`` action's command in the local sandbox: inputs hard-linked
+    read-only, outputs and scratch private, toolchain wrappers on ``PATH``."""
+
+    store: Store
+    sandbox: Sandbox
+    source_date_epoch: int
+    jobs: int
+    variation: Variation | None = None
+
+    def run(self, action: Action, artifacts: Artifacts) -> RunResult:
+        staging = self.store.staging_dir("action.")
+        try:
+            dirs = (staging / "in", staging / "out", staging / "work")
+            for d in dirs:
+                d.mkdir()
+            # the directories a declared file output lives in exist (as in Bazel);
+            # tree outputs are the command's to create
+            prefix = action.output_dir + "/"
+            for out in action.outputs:
+                rel = out.path[len(prefix):]
+                if not out.is_tree and "/" in rel:
+                    (dirs[1] / rel).parent.mkdir(parents=True, exist_ok=True)
+            link = self.sandbox.name != "none"
+            for art in action.inputs:
+                artifacts.stage(art, dirs[0] / art.path, link=link)
+            for tc in action.toolchains:
+                for name, script in tc.wrappers.items():
+                    w = dirs[0] / tc.bin_dir / tc.wrapper_name(name)
+                    w.parent.mkdir(parents=True, exist_ok=True)
+                    w.write_text(script)
+                    w.chmod(0o555)
+            shuffle = bool(self.variation and self.variation.shuffle_dirs)
+            with shuffled_view(dirs[0], enabled=shuffle) as view:
+                return self._run_in(action, staging, (view, dirs[1], dirs[2]))
+        finally:
+            rmtree(staging)
+
+    def _run_in(self, action: Action, staging: Path, dirs: tuple[Path, Path, Path]) -> RunResult:
+        v = self.variation
+        layout = self.sandbox.layout(dirs, v)
+        argv = [layout.expand(a) for a in action.params["argv"]]
+        env = base_environment(layout, self.source_date_epoch, v)
+        env.update(action.params["env"])
+        bins = [f"{layout.inputs}/{tc.bin_dir}" for tc in action.toolchains if tc.wrappers]
+        if bins:
+            env["PATH"] = ":".join([*bins, env["PATH"]])
+        # volatile: not in the key
+        env["HERMETIC_JOBS"] = str(v.jobs if v else min(action.cpus, self.jobs))
+        mounts = sorted({m for t in action.toolchains for m in t.mounts})
+        binds = []
+        for tc in action.toolchains:
+            if tc.root:  # volatile like HERMETIC_JOBS: the key holds the toolchain's identity, not its place
+                inside = tc.root if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) \
+                    else f"{layout.inputs.rsplit('/', 1)[0]}/toolchains/{tc.kind}"
+                binds.append((tc.root, inside))
+                env[tc.root_env] = inside
+        log = staging / "log"
+        t0 = time.monotonic()
+        done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
+                                               tuple(mounts), log, variation=v, binds=tuple(binds)))
+        secs = time.monotonic() - t0
+        if done.exit_code != 0:
+            free = _free_bytes(staging)
+            if free is not None and free < 1 << 20:
+                raise ActionFailed(
+                    f"exit code {done.exit_code}: no space left on device where the store keeps its work "
+                    f"({self.store.root}: {free} bytes free)", action=action.describe(),
+                    command=shell_join(argv), exit_code=done.exit_code, output_tail=tail(log), reason="disk-full")
+            raise ActionFailed(
+                "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
+                action=action.describe(), command=shell_join(argv), exit_code=done.exit_code,
+                output_tail=tail(log), reason="action-failed")
+        outputs: dict[str, Entry] = {}
+        prefix = action.output_dir + "/"
+        for out in action.outputs:
+            host = dirs[1] / out.path[len(prefix):]
+            if out.is_tree:
+                if not host.is_dir() or host.is_symlink():
+                    raise _missing(action, out, argv, log)
+                d = self.store.put_tree(host, move=True)
+                outputs[out.path] = Entry(d.hash, d.size, True)
+            else:
+                if not host.is_file() or host.is_symlink():
+                    raise _missing(action, out, argv, log)
+                x = os.access(host, os.X_OK)
+                d = self.store.put_file(host, move=True)
+                outputs[out.path] = Entry(d.hash, d.size, False, x)
+        logd = self.store.put_file(log, move=True) if log.exists() else None
+        return RunResult(outputs, logd)
+
+
+class Runners:
+    """The runner for each action kind."""
+
+    def __init__(self, *, store: Store, sandbox: Sandbox, fetcher: FetchResolver, source_date_epoch: int,
+                 jobs: int, variation: Variation | None = None) -> None:
+        self.by_kind: dict[str, Runner] = {
+            "write": WriteRunner(store), "fetch": FetchRunner(fetcher), "extract": ExtractRunner(store),
+            "run": SandboxRunner(store, sandbox, source_date_epoch, jobs, variation),
+        }
+
+    def run(self, action: Action, artifacts: Artifacts) -> RunResult:
+        """Run *action* from *artifacts*' inputs; its outputs are in the store."""
+        for art in action.inputs:
+            artifacts.ensure_local(art.path)
+        return self.by_kind[action.kind].run(action, artifacts)
+
+
+def _missing(action: Action, out: Artifact, argv: list[str], log: Path) -> ActionFailed:
+    return ActionFailed(f"did not produce its declared output {out.path}", action=action.describe(),
+                        command=shell_join(argv), output_tail=tail(log), reason="missing-output")
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    """The last *lines* lines of a log file ("" if there is none)."""
+    try:
+        data = log.read_bytes()[-16384:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def shell_join(argv: list[str]) -> str:
+    text = shlex.join(argv)
+    return text if len(text) < 2000 else text[:2000] + " ..."

@@ -1,0 +1,120 @@
+"""The scheduler: runs a topologically ordered list of actions on up to
+``jobs`` slots (an action may take several: its ``cpus``), in a stable order,
+stopping at the first failure unless ``keep_going``, and never starting what
+depends on a failed action. Early cutoff needs nothing here: an action's key
+is computed when it starts, from its inputs' actual bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import attrs
+
+from hermetic.errors import HermeticError
+from hermetic.model import Action
+from hermetic.sandbox import terminate_all
+
+
+@attrs.frozen
+class Finished:
+    """One action's end: it *ran* (else the cache served it), or *error*."""
+
+    action: Action
+    ran: bool = False
+    error: HermeticError | None = None
+
+
+@attrs.frozen
+class Schedule:
+    """What a scheduled run did."""
+
+    done: tuple[str, ...]
+    executed: int
+    cached: int
+    failures: tuple[HermeticError, ...]
+    skipped: int
+    seconds: float
+
+
+class Scheduler:
+    def __init__(self, *, jobs: int, keep_going: bool = False) -> None:
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+
+    def slots(self, action: Action) -> int:
+        return max(1, min(action.cpus, self.jobs))
+
+    def run(self, order: Sequence[Action], deps: Callable[[Action], list[Action]],
+            step: Callable[[Action], bool], finished: Callable[[Finished, int], None]) -> Schedule:
+        """Call ``step(action)`` (True if it ran, False if cached; raises
+        HermeticError on failure) for each action once its dependencies are
+        done; ``finished(result, done_so_far)`` after each."""
+        t0 = time.monotonic()
+        waiting = {a.id: {d.id for d in deps(a)} for a in order}
+        dependants: dict[str, list[str]] = {}
+        for aid, ds in waiting.items():
+            for d in ds:
+                dependants.setdefault(d, []).append(aid)
+        by_id = {a.id: a for a in order}
+        rank = {a.id: i for i, a in enumerate(order)}
+        ready = sorted((aid for aid, ds in waiting.items() if not ds), key=rank.__getitem__)
+        running: dict[Future[bool], tuple[str, int]] = {}
+        free = self.jobs
+        failures: list[HermeticError] = []
+        blocked: set[str] = set()
+        done: list[str] = []
+        executed = cached = 0
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            try:
+                while ready or running:
+                    stop = failures and not self.keep_going
+                    while ready and not stop:
+                        a = by_id[ready[0]]
+                        if self.slots(a) > free and running:
+                            break
+                        ready.pop(0)
+                        free -= self.slots(a)
+                        running[pool.submit(step, a)] = (a.id, self.slots(a))
+                    if not running:
+                        break
+                    completed, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in completed:
+                        aid, slots = running.pop(fut)
+                        free += slots
+                        a = by_id[aid]
+                        try:
+                            ran = fut.result()
+                        except HermeticError as exc:
+                            failures.append(exc)
+                            blocked.add(aid)
+                            blocked |= _downstream(aid, dependants)
+                            finished(Finished(a, error=exc), len(done))
+                            continue
+                        done.append(aid)
+                        executed += ran
+                        cached += not ran
+                        finished(Finished(a, ran=ran), len(done))
+                        for nxt in dependants.get(aid, ()):
+                            waiting[nxt].discard(aid)
+                            if not waiting[nxt] and nxt not in blocked:
+                                ready.append(nxt)
+                        ready.sort(key=rank.__getitem__)
+            except BaseException:  # Ctrl-C, or a bug: stop every running action now
+                terminate_all()
+                for f in running:
+                    f.cancel()
+                raise
+        return Schedule(tuple(done), executed, cached, tuple(failures),
+                        len(order) - len(done) - len(failures), time.monotonic() - t0)
+
+
+def _downstream(aid: str, dependants: dict[str, list[str]]) -> set[str]:
+    """Every action that depends on *aid*, directly or not (networkx: only
+    imported once something failed)."""
+    import networkx as nx
+
+    g = nx.DiGraph((u, v) for u, vs in dependants.items() for v in vs)
+    g.add_node(aid)
+    return set(nx.descendants(g, aid))
