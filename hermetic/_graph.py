@@ -1,6 +1,10 @@
-"""Build graphs: the target graph (cycle reporting) and the action DAG
-(producer -> consumer), on the standard library's graphlib. (networkx was
-here first; importing it cost 0.1 s of every no-op build.)"""
+"""Build graphs: the target graph and the action DAG (producer -> consumer).
+
+Two libraries, each where it is the better tool: the standard library's
+graphlib orders actions and detects cycles on every build (importing networkx
+costs ~0.1 s, which a no-op build must not pay); networkx does the analyses a
+person asks for: the whole cycle in an error, the critical path, pictures
+(and the query language, :mod:`hermetic._query`)."""
 
 from __future__ import annotations
 
@@ -14,16 +18,25 @@ from hermetic.model import Action, Artifact, Label
 
 
 def _cycle(edges: dict[Any, list[Any]]) -> list[Any] | None:
-    """A cycle (first node repeated at the end) if *edges* has one."""
+    """A cycle (first node repeated at the end) if *edges* has one: graphlib
+    tells whether there is one (cheap, every build); networkx finds it,
+    starting from the smallest node on it, so the report is stable."""
     ts: graphlib.TopologicalSorter[Any] = graphlib.TopologicalSorter()
     for src, dsts in edges.items():
         ts.add(src, *dsts)
     try:
         ts.prepare()
-    except graphlib.CycleError as exc:
-        path = list(exc.args[1])
-        return list(reversed(path))  # graphlib lists it against the edge direction
-    return None
+    except graphlib.CycleError:
+        pass
+    else:
+        return None
+    import networkx as nx
+
+    g = nx.DiGraph((u, v) for u, vs in edges.items() for v in vs)
+    cycle = min(nx.simple_cycles(g), key=lambda c: (len(c), sorted(map(str, c))))
+    start = cycle.index(min(cycle, key=str))
+    cycle = cycle[start:] + cycle[:start]
+    return [*cycle, cycle[0]]
 
 
 def check_acyclic(edges: dict[Label, list[Label]], where: dict[Label, str]) -> None:
@@ -88,34 +101,51 @@ class ActionGraph:
     def deps(self, action: Action) -> list[Action]:
         return [self.actions[i] for i in sorted(self.preds[action.id])]
 
+    def digraph(self, actions: list[Action], status: dict[str, str] | None = None) -> Any:
+        """*actions* and the edges between them as a networkx DiGraph whose
+        nodes carry what a picture shows (label, last outcome)."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for a in actions:
+            g.add_node(a.id, label=f"{a.mnemonic}\\n{a.owner}" + (f"\\n[{a.config}]" if a.config else ""),
+                       outcome=(status or {}).get(a.id, "never-built"))
+        g.add_edges_from((u, v) for u, v in self.edges if u in g and v in g)
+        return g
+
     def to_json(self, actions: list[Action], status: dict[str, str] | None = None) -> dict[str, Any]:
-        ids = {a.id for a in actions}
-        status = status or {}
+        g = self.digraph(actions, status)
         return {
             "actions": [
                 {"id": a.id, "kind": a.kind, "mnemonic": a.mnemonic, "owner": str(a.owner), "config": a.config,
                  "inputs": [i.path for i in a.inputs], "outputs": [o.path for o in a.outputs],
-                 "last_build": status.get(a.id, "never-built")}
+                 "last_build": g.nodes[a.id]["outcome"]}
                 for a in actions
             ],
-            "edges": [[u, v] for u, v in self.edges if u in ids and v in ids],
+            "edges": sorted([u, v] for u, v in g.edges),
         }
 
     def to_dot(self, actions: list[Action], status: dict[str, str] | None = None) -> str:
         """DOT text; with *status* (action id -> last outcome) nodes are
         coloured by what they did in their last build, with a legend."""
-        ids = {a.id for a in actions}
-        lines = _dot_head()
-        for a in actions:
-            label = f"{a.mnemonic}\\n{a.owner}" + (f"\\n[{a.config}]" if a.config else "")
-            lines.append(f'  "{a.id}" [label="{label}", {_style((status or {}).get(a.id))}];')
-        for u, v in self.edges:
-            if u in ids and v in ids:
-                lines.append(f'  "{u}" -> "{v}";')
-        if status is not None:
-            lines += _legend()
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+        return dot(self.digraph(actions, status), legend=status is not None)
+
+
+def critical_path(order: list[Action], deps: Any, seconds: dict[str, float]) -> tuple[list[Action], float]:
+    """The chain of dependent actions whose durations (*seconds*, by action
+    id; 0 for what was cached) add up to the most: no amount of parallelism
+    makes the build faster than this."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_node("", cost=0.0)
+    for a in order:
+        g.add_edge("", a.id, w=seconds.get(a.id, 0.0))
+        for d in deps(a):
+            g.add_edge(d.id, a.id, w=seconds.get(a.id, 0.0))
+    path = [n for n in nx.dag_longest_path(g, weight="w", default_weight=0.0) if n]
+    by_id = {a.id: a for a in order}
+    return [by_id[n] for n in path], sum(seconds.get(n, 0.0) for n in path)
 
 
 #: fill colours by last outcome (Okabe-Ito-ish, readable in grey too)
@@ -127,31 +157,37 @@ def _style(outcome: str | None) -> str:
     return f'style=filled, fillcolor="{_COLOURS.get(outcome or "never-built", "#ffffff")}"'
 
 
-def _dot_head() -> list[str]:
-    return ["digraph hermetic {", "  rankdir=LR;", '  node [shape=box, fontname="monospace", fontsize=10];']
-
-
-def _legend() -> list[str]:
-    lines = ["  subgraph cluster_legend {", '    label="last build"; fontname="monospace"; fontsize=10;']
-    for name in _COLOURS:
-        lines.append(f'    "legend:{name}" [label="{name}", {_style(name)}];')
-    lines.append("  }")
-    return lines
-
-
-def target_dot(deps: dict[Label, list[Label]], kinds: dict[Label, str], keep: set[Label],
-               outcomes: dict[str, set[str]]) -> str:
-    """The target graph restricted to *keep*; a target is coloured by its
-    actions' last outcomes (executed if any of them ran)."""
-    lines = _dot_head()
-    for t in sorted(keep):
-        got = outcomes.get(str(t), set())
-        outcome = next((o for o in ("failed", "executed", "remote", "cached") if o in got), None)
-        lines.append(f'  "{t}" [label="{t}\\n{kinds.get(t, "")}", {_style(outcome)}];')
-    for t in sorted(keep):
-        for d in deps.get(t, ()):
-            if d in keep:
-                lines.append(f'  "{t}" -> "{d}";')
-    lines += _legend()
+def dot(g: Any, *, legend: bool) -> str:
+    """DOT text for a networkx DiGraph whose nodes have ``label`` and
+    ``outcome``, in a stable order; with a legend of the outcome colours."""
+    lines = ["digraph hermetic {", "  rankdir=LR;", '  node [shape=box, fontname="monospace", fontsize=10];']
+    for n in sorted(g.nodes, key=str):
+        lines.append(f'  "{n}" [label="{g.nodes[n]["label"]}", {_style(g.nodes[n]["outcome"])}];')
+    for u, v in sorted(g.edges, key=lambda e: (str(e[0]), str(e[1]))):
+        lines.append(f'  "{u}" -> "{v}";')
+    if legend:
+        lines.append("  subgraph cluster_legend {")
+        lines.append('    label="last build"; fontname="monospace"; fontsize=10;')
+        for name in _COLOURS:
+            lines.append(f'    "legend:{name}" [label="{name}", {_style(name)}];')
+        lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def target_digraph(deps: dict[Label, list[Label]], kinds: dict[Label, str], roots: set[Label],
+                   outcomes: dict[str, set[str]]) -> Any:
+    """The target graph below *roots*; a target's outcome is its actions'
+    (executed if any of them ran)."""
+    import networkx as nx
+
+    full = nx.DiGraph((t, d) for t, ds in deps.items() for d in ds)
+    full.add_nodes_from(roots)
+    keep = set(roots).union(*(nx.descendants(full, r) for r in roots))
+    g = full.subgraph(keep).copy()
+    for t in g.nodes:
+        got = outcomes.get(str(t), set())
+        g.nodes[t]["label"] = f"{t}\\n{kinds.get(t, '')}"
+        g.nodes[t]["outcome"] = next((o for o in ("failed", "executed", "remote", "cached") if o in got),
+                                     "never-built")
+    return g

@@ -15,7 +15,6 @@ in order from FROM to TO, empty if there is none.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -67,12 +66,13 @@ class Query:
         self.kinds = kinds
         self.attrs = attrs
         self.parse_label = parse_label
-        rdeps_of: dict[Label, set[Label]] = {t: set() for t in deps}
-        for t, ds in deps.items():
-            for d in ds:
-                rdeps_of.setdefault(d, set()).add(t)
-        #: the reversed edges: target -> the targets that depend on it directly
-        self.back = {t: sorted(ds) for t, ds in rdeps_of.items()}
+        import networkx as nx
+
+        #: the target graph: an edge t -> d when t depends on d directly
+        self.graph = nx.DiGraph()
+        self.graph.add_nodes_from(deps)
+        self.graph.add_edges_from((t, d) for t, ds in deps.items() for d in ds)
+        self.back = self.graph.reverse(copy=False)
 
     def evaluate(self, expr: str) -> list[Label]:
         self.expr = expr
@@ -170,7 +170,7 @@ class Query:
 
         if name == "deps":
             arity(1, 2)
-            return self.closure(as_set(args[0]), self.deps, as_int(args[1]) if len(args) > 1 else None)
+            return closure(self.graph, as_set(args[0]), as_int(args[1]) if len(args) > 1 else None)
         if name == "rdeps":
             arity(1, 2, 3)
             if len(args) == 1:
@@ -178,7 +178,7 @@ class Query:
             else:
                 universe, of = as_set(args[0]), as_set(args[1])
                 depth = as_int(args[2]) if len(args) > 2 else None
-            return self.closure(of, self.back, depth) & (self.closure(universe, self.deps, None) | of)
+            return closure(self.back, of, depth) & (closure(self.graph, universe) | of)
         if name in ("kind", "filter"):
             arity(2)
             rx = self._regex(as_text(args[0]), args[0][2])
@@ -196,9 +196,7 @@ class Query:
         src, dst = as_set(args[0]), as_set(args[1])
         if name == "somepath":
             return self._somepath(src, dst)
-        down = self.closure(src, self.deps, None)
-        up = self.closure(dst, self.back, None)
-        return down & up
+        return closure(self.graph, src) & closure(self.back, dst)
 
     def _regex(self, text: str, pos: int) -> re.Pattern[str]:
         try:
@@ -234,39 +232,31 @@ class Query:
         except HermeticError:
             return False
 
-    @staticmethod
-    def closure(start: set[Label], edges: dict[Label, list[Label]], depth: int | None = None) -> set[Label]:
-        seen = set(start)
-        frontier = list(start)
-        level = 0
-        while frontier and (depth is None or level < depth):
-            nxt = []
-            for t in frontier:
-                for d in edges.get(t, ()):
-                    if d not in seen:
-                        seen.add(d)
-                        nxt.append(d)
-            frontier = nxt
-            level += 1
-        return seen
-
     def _somepath(self, src: set[Label], dst: set[Label]) -> list[Label]:
-        prev: dict[Label, Label | None] = {s: None for s in sorted(src)}
-        queue = deque(sorted(src))
-        while queue:
-            t = queue.popleft()
-            if t in dst:
-                path = []
-                cur: Label | None = t
-                while cur is not None:
-                    path.append(cur)
-                    cur = prev[cur]
-                return path[::-1]
-            for d in self.deps.get(t, ()):
-                if d not in prev:
-                    prev[d] = t
-                    queue.append(d)
-        return []
+        """The shortest path from any of *src* to any of *dst* (the first in
+        label order among equally short ones), in dependency order."""
+        import networkx as nx
+
+        best: list[Label] = []
+        for s in sorted(src & set(self.graph)):
+            lengths, paths = nx.single_source_dijkstra(self.graph, s)
+            for d in sorted(dst & set(paths), key=lambda d: (lengths[d], d)):
+                if not best or len(paths[d]) < len(best):
+                    best = paths[d]
+                break
+        return list(best)
+
+
+def closure(graph: Any, start: set[Label], depth: int | None = None) -> set[Label]:
+    """*start* and every node reachable from it in *graph* (a networkx
+    DiGraph) within *depth* edges (any number when None)."""
+    import networkx as nx
+
+    seen = set(start)
+    for s in start:
+        if s in graph:
+            seen.update(nx.single_source_shortest_path_length(graph, s, cutoff=depth))
+    return seen
 
 
 def _attr_text(value: Any) -> str:

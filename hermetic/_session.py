@@ -237,6 +237,22 @@ class Session:
             actions.append(rec)
         return {"targets": [str(t) for t in labels], "actions": actions}
 
+    def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float]]:
+        """The longest chain of action durations in the last build of
+        *labels* (cached actions count 0 s): the actions, their total, and
+        every action's seconds."""
+        from hermetic._graph import critical_path
+
+        analysis, graph = self.analyze(labels)
+        order = graph.closure([a for files in analysis.top.values() for a in files])
+        history = History(self.store.root)
+        seconds = {}
+        for a in order:
+            entry = history.entry(a.id) or {}
+            seconds[a.id] = float(entry.get("seconds") or 0.0) if entry.get("outcome") == "executed" else 0.0
+        path, total = critical_path(order, graph.deps, seconds)
+        return path, total, seconds
+
     def last_outcomes(self) -> dict[str, str]:
         """Action id -> what it did in its last build (executed, cached,
         remote, failed), from the store's history."""

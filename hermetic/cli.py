@@ -148,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                        "(traced back to what changed upstream). Also lists source files edited since.")
     w.add_argument("target")
     w.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    w.add_argument("--critical-path", action="store_true",
+                   help="print the longest chain of action durations in the last build instead")
     w.add_argument("--platform", metavar="PLATFORM", help="as for build")
 
     g = sub.add_parser("graph", parents=[common], help="a target's action (or target) graph: dot, json, svg, png",
@@ -350,6 +352,8 @@ def _build(args: argparse.Namespace) -> ExitCode:
         s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
                      jobs=args.jobs, keep_going=args.keep_going, report=report, remote=_remote_cli(args))
         result = s.build(s.parse_labels(args.targets))
+    if args.explain:
+        _print_critical_path(s, s.parse_labels(args.targets))
     st = result.stats
     secs = time.monotonic() - t0
     total = st.executed + st.cached
@@ -426,22 +430,20 @@ def _query(args: argparse.Namespace) -> ExitCode:
 def _graph(args: argparse.Namespace) -> ExitCode:
     import subprocess
 
-    from hermetic._graph import target_dot
+    from hermetic._graph import dot, target_digraph
 
     s = _session(args)
     labels = s.parse_labels([args.target])
     status = s.last_outcomes()
     if args.targets:
         graph = s.target_graph()
-        from hermetic._query import Query
-
-        keep = Query.closure(set(labels), graph["deps"])
         owners: dict[str, set[str]] = {}
         for aid, outcome in status.items():
             owners.setdefault(aid.split("#", 1)[0], set()).add(outcome)
-        text = target_dot(graph["deps"], graph["kinds"], keep, owners)
+        tg = target_digraph(graph["deps"], graph["kinds"], set(labels), owners)
+        text = dot(tg, legend=True)
         data: Any = {"targets": [{"label": str(t), "kind": graph["kinds"].get(t),
-                                  "deps": [str(d) for d in graph["deps"].get(t, [])]} for t in sorted(keep)]}
+                                  "deps": [str(d) for d in graph["deps"].get(t, [])]} for t in sorted(tg.nodes)]}
     else:
         analysis, agraph = s.analyze(labels)
         order = agraph.closure([a for fs in analysis.top.values() for a in fs])
@@ -516,10 +518,26 @@ def _aquery(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _print_critical_path(s: Any, labels: list[Any], *, as_json: bool = False) -> None:
+    path, total, seconds = s.critical_path(labels)
+    if as_json:
+        print(json.dumps({"seconds": round(total, 3), "actions": [
+            {"id": a.id, "action": a.describe(), "seconds": round(seconds[a.id], 3)} for a in path]}, indent=2))
+        return
+    busy = sum(seconds.values())
+    print(f"critical path: {len(path)} actions, {total:.1f}s of the last build's {busy:.1f}s of action time"
+          + (f" ({total / busy:.0%})" if busy else ""))
+    for a in path:
+        print(f"  {seconds[a.id]:7.1f}s  {a.describe()}")
+
+
 def _why(args: argparse.Namespace) -> ExitCode:
     from hermetic._history import describe
 
     s = _session(args)
+    if args.critical_path:
+        _print_critical_path(s, s.parse_labels([args.target]), as_json=args.json)
+        return ExitCode.OK
     report = s.why(s.parse_labels([args.target]))
     if args.json:
         print(json.dumps(report, indent=2))
