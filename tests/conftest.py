@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -126,6 +127,18 @@ def all_wheels(warm_store: Path) -> Path:
             (shared / "build-all.log").write_text(proc.stdout + proc.stderr)
             (shared / ".done-all").write_text("ok")
     return ws
+
+
+_SUMMARY = re.compile(r"^hermetic: (\d+) actions: (\d+) executed, (\d+) from cache"
+                      r"(?:, (\d+) of them from the remote cache)? \(", re.MULTILINE)
+
+
+def build_counts(stderr: str) -> tuple[int, int, int, int]:
+    """(actions, executed, cached, of them remote) from the one summary line
+    a build prints, parsed whole ("10 executed" is not "0 executed")."""
+    found = _SUMMARY.findall(stderr)
+    assert len(found) == 1, f"expected one build summary line in:\n{stderr}"
+    return tuple(int(x or 0) for x in found[0])  # type: ignore[return-value]
 
 
 def machine_paths_in(data: bytes, *extra: str) -> set[str]:

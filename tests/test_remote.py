@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import hermetic_cli
+from conftest import build_counts, hermetic_cli
 from hermetic.testing import write_workspace
 from servers import BuildGrid, Nginx, free_port, self_signed
 
@@ -71,10 +71,7 @@ def _build(ws: Path, *args: str, env: dict[str, str] | None = None, check: bool 
 
 
 def _counts(stderr: str) -> tuple[int, int, int]:
-    m = re.search(r"(\d+) actions: (\d+) executed, (\d+) from cache(?:, (\d+) of them from the remote cache)?",
-                  stderr)
-    assert m, stderr
-    return int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+    return build_counts(stderr)[1:]
 
 
 def _stats(ws: Path) -> str:

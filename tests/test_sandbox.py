@@ -52,11 +52,12 @@ def test_no_network(sandbox, tmp_path):
     port = server.getsockname()[1]
     with server:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # reachable from outside
-        code, out = run(sandbox, tmp_path, f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)")
-        assert code != 0, out
-        code, out = run(sandbox, tmp_path, "import socket; socket.getaddrinfo('pypi.org', 443)")
-        assert code != 0 and "gaierror" in out, out
-    record("sandbox escape attempts", attempts=2, blocked=2)  # TCP to a listening port, DNS
+        tcp, tcp_out = run(sandbox, tmp_path,
+                           f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)")
+        dns, dns_out = run(sandbox, tmp_path, "import socket; socket.getaddrinfo('pypi.org', 443)")
+    blocked = [tcp != 0, dns != 0 and "gaierror" in dns_out]
+    record("sandbox escape attempts", attempts=2, blocked=sum(blocked))  # TCP to a listening port, DNS
+    assert blocked == [True, True], (tcp_out, dns_out)
 
 
 def test_home_and_workspace_invisible(sandbox, tmp_path):
@@ -74,11 +75,11 @@ print(os.environ.get('HOME'))
     visible_names = eval(visible)
     # only directories on the way to a bound toolchain (e.g. ~/.pyenv for a pyenv Python)
     allowed = {Path(PY_PREFIX).relative_to(home).parts[0]} if PY_PREFIX.startswith(str(home)) else set()
-    assert set(visible_names) <= allowed, visible_names
+    blocked = [set(visible_names) <= allowed, secret_seen == "False"]
+    record("sandbox escape attempts", attempts=2, blocked=sum(blocked))  # read $HOME, an undeclared workspace file
+    assert blocked == [True, True], visible_names
     assert len(outside) == 0 or set(outside) - allowed  # there was something to hide
-    assert secret_seen == "False"
     assert env_home == "/hermetic/home"
-    record("sandbox escape attempts", attempts=2, blocked=2)  # read $HOME, read an undeclared workspace file
 
 
 def test_cannot_write_outside_outputs(sandbox, tmp_path):
@@ -96,11 +97,13 @@ for p in ['/hermetic/in/x', '/usr/x', {str(target)!r}, '/hermetic/out/ok']:
 print(results)
 """)
     assert code == 0, out
-    assert eval(out.splitlines()[-1]) == ["denied", "denied", "wrote", "wrote"]
-    assert not target.exists()  # "wrote" went to the sandbox's private /tmp, not the host's
-    assert not (tmp_path / "in" / "x").exists()
-    assert (tmp_path / "out" / "ok").read_text() == "x"
-    record("sandbox escape attempts", attempts=3, blocked=3)  # write inputs, /usr, a host path
+    results = eval(out.splitlines()[-1])
+    # "wrote" to the host path went to the sandbox's private /tmp, not the host's
+    blocked = [results[0] == "denied" and not (tmp_path / "in" / "x").exists(), results[1] == "denied",
+               not target.exists()]
+    record("sandbox escape attempts", attempts=3, blocked=sum(blocked))  # write inputs, /usr, a host path
+    assert blocked == [True, True, True], results
+    assert results[3] == "wrote" and (tmp_path / "out" / "ok").read_text() == "x"
 
 
 def test_no_process_outlives_the_action(sandbox, tmp_path):
@@ -114,8 +117,8 @@ def test_no_process_outlives_the_action(sandbox, tmp_path):
                 left.append(pid)
         except OSError:
             pass
+    record("sandbox escape attempts", attempts=1, blocked=int(not left))  # a detached background process
     assert not left
-    record("sandbox escape attempts", attempts=1, blocked=1)  # a detached background process
 
 
 def test_environment_is_cleared(sandbox, tmp_path):
