@@ -23,7 +23,7 @@ from hermetic._history import History, ingredients, root_causes
 from hermetic._keys import Entry, action_key
 from hermetic._runners import Runners, RunResult
 from hermetic._scheduler import Finished, Scheduler
-from hermetic.errors import BuildFailed, HermeticError
+from hermetic.errors import BuildFailed
 from hermetic.model import Action, Artifact, canonical_json
 from hermetic.sandbox import Sandbox, Variation
 

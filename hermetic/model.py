@@ -6,11 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 
 from hermetic.errors import LabelError
+
+if TYPE_CHECKING:
+    from hermetic.conventions import Conventions
+
+C = TypeVar("C")
 
 _PKG_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+]+$")
@@ -214,7 +219,8 @@ class Toolchain:
     ``tools`` maps tool names to absolute paths; ``mounts`` are the host
     directories a sandbox must make visible (read-only) for them to run;
     ``identity`` is everything that identifies the tools' behaviour (binary
-    digests, versions); ``info`` holds facts rules may use (tags, include dirs).
+    digests, versions); ``info`` holds facts rules may use (triples, tags,
+    extension conventions): a typed class of :mod:`hermetic.conventions`.
 
     ``wrappers`` maps tool names to small scripts that stand in for them: the
     engine writes them into each action's input root, puts their directory
@@ -228,7 +234,8 @@ class Toolchain:
     tools: dict[str, str] = attrs.field(converter=lambda d: dict(sorted(d.items())))
     identity: dict[str, str] = attrs.field(converter=lambda d: dict(sorted(d.items())))
     mounts: tuple[str, ...] = attrs.field(converter=tuple, default=())
-    info: dict[str, Any] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
+    #: what the toolchain tells rules (:mod:`hermetic.conventions`: one class per kind)
+    info: Conventions | None = None
     hermetic: bool = False
     wrappers: dict[str, str] = attrs.field(factory=dict, converter=lambda d: dict(sorted(d.items())))
     #: a host directory holding the whole toolchain (a fetched package): the
@@ -259,10 +266,21 @@ class Toolchain:
         """Where the wrappers live, relative to the action's input root."""
         return f"{self.BIN}/{self.kind}/bin"
 
+    def conventions(self, cls: type[C]) -> C:
+        """``info`` as *cls* (a class of :mod:`hermetic.conventions`); a
+        toolchain whose plugin filled in something else is a plugin bug."""
+        if not isinstance(self.info, cls):
+            from hermetic.errors import ToolchainError
+
+            raise ToolchainError(f"the {self.kind} toolchain ({self.identity}) gives {type(self.info).__name__} "
+                                 f"where rules need {cls.__name__}", reason="toolchain",
+                                 hint=f"its plugin must set info=hermetic.conventions.{cls.__name__}(...)")
+        return self.info
+
     def wrapper_name(self, name: str) -> str:
         """The wrapper's file name: the binary's (``gcc``) unless the
         toolchain names them (one ``zig`` binary serves as cc, ar, ranlib)."""
-        names = self.info.get("wrapper_names") or {}
+        names = getattr(self.info, "wrapper_names", None) or {}
         return str(names.get(name) or self.tools[name].rsplit("/", 1)[-1])
 
     def tool(self, name: str) -> str:

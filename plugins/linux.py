@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hermetic.conventions import CcConventions, Exports, ExtensionConventions, PythonConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
 from hermetic.sandbox import (UMASK, Completed, Layout, SandboxConfig, SandboxRequest, Variation,
@@ -36,21 +37,25 @@ def hermetic_host_platform() -> Platform | None:
 # an ELF shared object named *.abi3.so, exporting only PyInit_<name> (a
 # version script: works with GNU ld and with zig's lld, unlike
 # --exclude-libs), full RELRO, a build id from the content.
-_PYEXT = {
-    "os": "linux", "format": "elf", "ext_suffix": ".abi3.so", "pyconfig": "generate",
-    "link": ["-shared", "-Wl,-z,relro,-z,now", "-Wl,--build-id=sha1"], "exports": "version-script",
-    "tag": "linux",
-}
+def _pyext(target: Platform) -> ExtensionConventions:
+    # PEP 656: musllinux modules need musl by its loader-visible name
+    renames = {"libc.so": f"libc.musl-{target.arch}.so.1"} if target.libc == "musl" else {}
+    return ExtensionConventions(
+        os="linux", binary_format="elf", ext_suffix=".abi3.so", pyconfig="generate",
+        link_flags=("-shared", "-Wl,-z,relro,-z,now", "-Wl,--build-id=sha1"), exports=Exports.VERSION_SCRIPT,
+        wheel_platform="linux", needed_renames=renames)
+
+
+#: OpenSSL's ./Configure targets for Linux, by CPU
+OPENSSL_TARGETS = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64"}
 
 
 @hookimpl
 def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
     if kind == "pyext" and target.os == "linux":
-        info = dict(_PYEXT)
-        if target.libc == "musl":  # PEP 656: musllinux modules need musl by its loader-visible name
-            info["needed_renames"] = {"libc.so": f"libc.musl-{target.arch}.so.1"}
+        info = _pyext(target)
         identity = {"conventions": "linux-1", "libc": target.libc,
-                    "needed_renames": str(sorted(info.get("needed_renames", {}).items()))}
+                    "needed_renames": str(sorted(info.needed_renames.items()))}
         return Toolchain("pyext", {}, identity, info=info, hermetic=True)
     if host.os != "linux" or target != host:
         return None  # cross toolchains are other plugins' business
@@ -100,7 +105,9 @@ def _gcc() -> Toolchain | None:
         return {"identity": identity, "triple": identity["machine:cc"]}
 
     data = probe_cached("linux-gcc", real, probe)
-    return Toolchain("cc", tools, data["identity"], mounts=(), info={"triple": data["triple"], "family": "gcc"},
+    host = _host()
+    info = CcConventions(triple=data["triple"], family="gcc", openssl_target=OPENSSL_TARGETS.get(host.arch, ""))
+    return Toolchain("cc", tools, data["identity"], mounts=(), info=info,
                      wrappers=_gcc_wrappers(tools))
 
 
@@ -198,7 +205,9 @@ def _python() -> Toolchain | None:
     data = probe_cached("linux-python", [exe], probe)
     info = data["info"]
     mounts = () if info["prefix"].startswith("/usr/") else (info["prefix"],)
-    return Toolchain("python", {"python": exe}, data["identity"], mounts=mounts, info=info)
+    conventions = PythonConventions(version=info["version"], tag=info["tag"], soabi=info["soabi"] or "",
+                                    ext_suffix=info["ext_suffix"] or "")
+    return Toolchain("python", {"python": exe}, data["identity"], mounts=mounts, info=conventions)
 
 
 # -- bubblewrap ------------------------------------------------------------------

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hermetic.conventions import Exports, ExtensionConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
 from plugins import macho_hide
@@ -33,14 +34,13 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     helper = Path(macho_hide.__file__)  # runs inside the sandbox, standard library only
     from hermetic.toolchain import file_sha256
 
-    info: dict[str, Any] = {
-        "os": "darwin", "format": "macho", "ext_suffix": ".abi3.so", "pyconfig": "generate",
+    info = ExtensionConventions(
+        os="darwin", binary_format="macho", ext_suffix=".abi3.so", pyconfig="generate",
         # {name}: the module's file name; a dylib records an install name, and
         # the linker's default would be the output path in the sandbox
-        "link": ["-shared", "-Wl,-undefined,dynamic_lookup", "-Wl,-headerpad_max_install_names",
-                 "-Wl,-install_name,@rpath/{name}"],
-        "exports": "private-extern", "helper": str(helper), "tag": "macosx",
-    }
+        link_flags=("-shared", "-Wl,-undefined,dynamic_lookup", "-Wl,-headerpad_max_install_names",
+                    "-Wl,-install_name,@rpath/{name}"),
+        exports=Exports.PRIVATE_EXTERN, hide_helper=str(helper), wheel_platform="macosx")
     identity = {"conventions": "darwin-2", "sha256:helper": file_sha256(helper)}
     return Toolchain("pyext", {}, identity, info=info, hermetic=True)
 

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from hermetic.conventions import Exports, ExtensionConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
 
@@ -31,11 +32,9 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     machine = _MACHINES.get(target.arch)
     if machine is None:
         return None
-    info: dict[str, Any] = {
-        "os": "windows", "format": "pe", "ext_suffix": ".pyd", "pyconfig": "PC/pyconfig.h.in",
-        "link": ["-shared"], "exports": "def", "python_dll": "python3.dll",
-        "dlltool_machine": machine, "tag": "win",
-    }
+    info = ExtensionConventions(
+        os="windows", binary_format="pe", ext_suffix=".pyd", pyconfig="PC/pyconfig.h.in", link_flags=("-shared",),
+        exports=Exports.DEF_FILE, python_dll="python3.dll", dlltool_machine=machine, wheel_platform="win")
     return Toolchain("pyext", {}, {"conventions": "windows-1", "machine": machine}, info=info, hermetic=True)
 
 

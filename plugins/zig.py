@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from hermetic.errors import ToolchainError
+from hermetic.conventions import CcConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Toolchain
 
@@ -39,6 +40,17 @@ _TARGETS = {
     ("darwin", "aarch64", ""): "aarch64-macos.11.0",
     ("windows", "x86_64", ""): "x86_64-windows-gnu",
 }
+
+
+#: OpenSSL's ./Configure target and an autoconf --host triplet for each zig target
+_OPENSSL = {"x86_64-linux-gnu.2.17": "linux-x86_64", "aarch64-linux-gnu.2.17": "linux-aarch64",
+            "x86_64-linux-musl": "linux-x86_64", "aarch64-linux-musl": "linux-aarch64",
+            "x86_64-macos.11.0": "darwin64-x86_64-cc", "aarch64-macos.11.0": "darwin64-arm64-cc",
+            "x86_64-windows-gnu": "mingw64"}
+_GNU_HOST = {"x86_64-linux-gnu.2.17": "x86_64-linux-gnu", "aarch64-linux-gnu.2.17": "aarch64-linux-gnu",
+             "x86_64-linux-musl": "x86_64-linux-musl", "aarch64-linux-musl": "aarch64-linux-musl",
+             "x86_64-macos.11.0": "x86_64-apple-darwin", "aarch64-macos.11.0": "aarch64-apple-darwin",
+             "x86_64-windows-gnu": "x86_64-w64-mingw32"}
 
 
 def zig_target(target: Platform) -> str | None:
@@ -133,7 +145,7 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     wrappers = _wrappers(triple)
     tools = {name: "ziglang/zig" for name in wrappers}  # relative to root
     identity = {"ziglang": VERSION, "sha256:wheel": WHEELS[pyplatform.machine().lower()], "target": triple}
-    info = {"triple": triple, "family": "zig", "wrapper_names": {name: name for name in wrappers}}
-    if target.libc == "musl":
-        info["musl"] = MUSL  # the musl zig links against: musllinux_<MUSL>
+    info = CcConventions(triple=triple, family="zig", openssl_target=_OPENSSL[triple], gnu_host=_GNU_HOST[triple],
+                         musl=MUSL if target.libc == "musl" else "",  # the musl zig links: musllinux_<MUSL>
+                         wrapper_names={name: name for name in wrappers})
     return Toolchain("cc", tools, identity, root=str(root), info=info, hermetic=True, wrappers=wrappers)

@@ -129,8 +129,8 @@ def all_wheels(warm_store: Path) -> Path:
     return ws
 
 
-_SUMMARY = re.compile(r"^hermetic: (\d+) actions: (\d+) executed, (\d+) from cache"
-                      r"(?:, (\d+) of them from the remote cache)? \(", re.MULTILINE)
+_SUMMARY = re.compile(r"\bhermetic: (\d+) actions: (\d+) executed, (\d+) from cache"
+                      r"(?:, (\d+) of them from the remote cache)? \(")
 
 
 def build_counts(stderr: str) -> tuple[int, int, int, int]:

@@ -11,20 +11,11 @@ from __future__ import annotations
 import re
 import shlex
 
+from hermetic.conventions import CcConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Provider
 from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
-from recipes.fetch import SourceInfo
-from recipes.openssl import CcInfo
-
-#: GNU triplets for configure's --host when building for another platform
-_TRIPLETS = {("linux", "x86_64", "glibc"): "x86_64-linux-gnu", ("linux", "aarch64", "glibc"): "aarch64-linux-gnu",
-             ("linux", "x86_64", "manylinux2014"): "x86_64-linux-gnu",
-             ("linux", "aarch64", "manylinux2014"): "aarch64-linux-gnu",
-             ("linux", "x86_64", "musl"): "x86_64-linux-musl", ("linux", "aarch64", "musl"): "aarch64-linux-musl",
-             ("darwin", "x86_64", ""): "x86_64-apple-darwin", ("darwin", "aarch64", ""): "aarch64-apple-darwin",
-             ("windows", "x86_64", ""): "x86_64-w64-mingw32"}
-
+from hermetic.providers import CcInfo, SourceInfo
 
 def _configure_make(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
@@ -42,8 +33,8 @@ def _configure_make(ctx: RuleContext) -> list[Provider]:
     prefix = f"/opt/hermetic/{name}"  # recorded in .pc/.la files only: fixed, never a host path
     options = ["--disable-shared", "--enable-static", "--with-pic", *ctx.attr.configure_options]
     if ctx.platform != ctx.host:
-        triplet = _TRIPLETS.get((ctx.platform.os, ctx.platform.arch, ctx.platform.libc))
-        if triplet is None:
+        triplet = cc.conventions(CcConventions).gnu_host
+        if not triplet:
             raise ctx.error(f"no configure --host triplet known for {ctx.platform}")
         options.append(f"--host={triplet}")
     q = shlex.quote

@@ -6,37 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
 
+from hermetic.conventions import CcConventions, Exports, ExtensionConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Output, Provider
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-from recipes.fetch import PyWheelInfo
-from recipes.openssl import CcInfo
-from recipes.python import PyHeadersInfo
+from hermetic.providers import CcInfo, PyExtensionInfo, PyHeadersInfo, PyWheelInfo
 
 HERE = Path(__file__).parent
 
 
-@attrs.frozen
-class PyExtensionInfo(Provider):
-    """A compiled extension module: dotted name, the shared object, its check."""
-
-    module: str
-    shared_object: Artifact
-    check: Artifact
-    runtime_wheels: tuple[Artifact, ...] = ()
-    library_version: str = ""
-    #: the wheel tag's interpreter and ABI parts (cp39, abi3)
-    python_tag: str = ""
-    abi_tag: str = ""
-    #: the platform conventions it was linked with (the pyext toolchain's info)
-    conventions: tuple[tuple[str, str], ...] = ()
-
-
 def _cffi_extension(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
-    pyext = ctx.toolchain("pyext")  # the platform plugin's conventions for extension modules
+    conv = ctx.toolchain("pyext").conventions(ExtensionConventions)  # the platform plugin's, for modules
     python = ctx.exec_toolchain("python")  # runs cffi and the checks, on the host
     module = ctx.attr.module
     leaf = module.rsplit(".", 1)[-1]
@@ -58,7 +40,7 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
 
     obj = ctx.declare_output(f"{leaf}.o")
     includes = [headers.include, *(i for lib in libs for i in lib.includes.to_list())]
-    argv: list[object] = [cc.tool("cc"), "-c", *pyext.info.get("cflags", ["-fPIC"]), "-O2", "-fvisibility=hidden",
+    argv: list[object] = [cc.tool("cc"), "-c", *conv.cflags, "-O2", "-fvisibility=hidden",
                           "-fno-ident", f"-DPy_LIMITED_API={headers.hex_version}"]
     for inc in includes:
         argv += ["-I", inc]
@@ -67,26 +49,26 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
                     toolchains=[cc])
 
     archives = [a for lib in libs for a in lib.archives.to_list()]
-    exports = pyext.info["exports"]
+    exports = conv.exports
     link_args: list[object] = []  # appended to the link command
     link_inputs: list[Artifact] = []  # inputs named only in `tail`
     tail: list[str] = []  # shell words appended after them (paths under $IN)
-    if exports == "version-script":  # ELF: only PyInit_ global, everything else local
+    if exports == Exports.VERSION_SCRIPT:  # ELF: only PyInit_ global, everything else local
         vscript = ctx.declare_output("exports.map")
         ctx.actions.write(vscript, f"{{\n  global: PyInit_{leaf};\n  local: *;\n}};\n")
         link_inputs.append(vscript)
         tail.append(f'-Wl,--version-script="$IN/{vscript.path}"')
-    elif exports == "def":  # PE: the module definition names the one export
+    elif exports == Exports.DEF_FILE:  # PE: the module definition names the one export
         deffile = ctx.declare_output(f"{leaf}.def")
         ctx.actions.write(deffile, f"EXPORTS\n    PyInit_{leaf}\n")
         link_args.append(deffile)
-    elif exports == "private-extern":  # Mach-O: the libraries' symbols become private extern first
+    elif exports == Exports.PRIVATE_EXTERN:  # Mach-O: the libraries' symbols become private extern first
         names = [f"hidden/{i}-{a.name}" for i, a in enumerate(archives)]
         hidden = [ctx.declare_output(n) for n in names]
         commons_c = ctx.declare_output("hidden/commons.c")
         copies = "".join(f'cp "$IN/{a.path}" "$OUT/{n}"\n' for a, n in zip(archives, names))
         ctx.actions.run(["/bin/sh", "-c", f'set -eu\nmkdir -p "$OUT/hidden"\n{copies}exec "$@"', "hide",
-                         python.tool("python"), "-I", "-S", ctx.tool_file(Path(pyext.info["helper"])),
+                         python.tool("python"), "-I", "-S", ctx.tool_file(Path(conv.hide_helper)),
                          Output("hidden/commons.c"),
                          *(Output(n) for n in names)],
                         inputs=archives, outputs=[*hidden, commons_c], mnemonic="HideArchiveSymbols",
@@ -98,16 +80,15 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
         archives = hidden
         link_args.append(commons_o)
     else:
-        raise ctx.error(f"the {pyext.info.get('os')} plugin asks for exports = {exports!r}, which this rule "
-                        "does not know")
-    so_name = f"{leaf}{pyext.info['ext_suffix']}"
-    renames = pyext.info.get("needed_renames") or {}
+        raise ctx.error(f"the {conv.os} plugin asks for exports = {exports!r}, which this rule does not know")
+    so_name = f"{leaf}{conv.ext_suffix}"
+    renames = conv.needed_renames
     so_rel = f"linked/{so_name}" if renames else so_name
     so = ctx.declare_output(so_rel)
     # the libraries' own link dependencies (OpenSSL's EX_LIBS) come as response files
     rsp = [lib.link_flags for lib in libs if lib.link_flags is not None]
     script = " ".join(['exec "$@"', *tail, *(f'@"$IN/{r.path}"' for r in rsp)])
-    flags = [f.replace("{name}", so_name) for f in pyext.info["link"]]  # the plugin's, for this module
+    flags = [f.replace("{name}", so_name) for f in conv.link_flags]  # the plugin's, for this module
     link: list[object] = ["/bin/sh", "-c", script, "link", cc.tool("cc"), *flags, "-o",
                           Output(so_rel), obj, *archives, *headers.libs, *link_args, *ctx.attr.linkopts]
     ctx.actions.run(link, inputs=[*archives, *headers.libs, *rsp, *link_inputs], outputs=[so],  # type: ignore[arg-type]
@@ -132,8 +113,8 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
                     mnemonic="InspectBinary", toolchains=[python])
     version = next((lib.version for lib in libs if lib.version), "")
     return [PyExtensionInfo(module, so, check, tuple(w.wheel for w in wheels if w.distribution == "cffi"),
-                            version, headers.python_tag, "abi3",
-                            (("tag", pyext.info["tag"]), ("musl", str(cc.info.get("musl", ""))))),
+                            version, headers.python_tag, "abi3", conv.wheel_platform,
+                            cc.conventions(CcConventions).musl),
             DefaultInfo((so, check))]
 
 

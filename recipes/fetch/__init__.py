@@ -17,33 +17,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import attrs
 
+from hermetic.conventions import PythonConventions
 from hermetic.errors import FetchError
 from hermetic.fetch import FetcherRegistry
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Artifact, Platform, Provider, Toolchain
+from hermetic.model import Platform, Provider, Toolchain
+from hermetic.providers import PyWheelInfo, SourceInfo
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-
-
-@attrs.frozen
-class SourceInfo(Provider):
-    """A verified archive and its extracted tree."""
-
-    archive: Artifact
-    tree: Artifact
-    #: the release's own timestamp, for builds of it to record (0: not pinned)
-    source_date_epoch: int = 0
-
-
-@attrs.frozen
-class PyWheelInfo(Provider):
-    """A pinned wheel, and the same wheel unpacked (for use on PYTHONPATH)."""
-
-    distribution: str
-    version: str
-    wheel: Artifact
-    unpacked: Artifact
 
 
 # -- rules ----------------------------------------------------------------------
@@ -78,12 +59,13 @@ def wheel_matches(filename: str, python: Toolchain, platform: Platform) -> bool:
     from packaging.utils import parse_wheel_filename
 
     _, _, _, tags = parse_wheel_filename(filename)
-    major = python.info["tag"][2]
+    tag = python.conventions(PythonConventions).tag
+    major = tag[2]
     for t in tags:
-        if t.interpreter not in (python.info["tag"], f"py{major}", f"cp{major}") and not (
+        if t.interpreter not in (tag, f"py{major}", f"cp{major}") and not (
                 t.abi == "abi3" and t.interpreter.startswith("cp")):
             continue
-        if t.abi not in (python.info["tag"], "abi3", "none"):
+        if t.abi not in (tag, "abi3", "none"):
             continue
         if t.platform == "any":
             return True
@@ -105,7 +87,7 @@ def _python_wheel(ctx: RuleContext) -> list[Provider]:
             chosen = (fname.strip(), digest.strip())
             break
     if chosen is None:
-        raise ctx.error(f"no pinned wheel of {ctx.attr.distribution} fits Python {python.info['tag']} "
+        raise ctx.error(f"no pinned wheel of {ctx.attr.distribution} fits Python {python.conventions(PythonConventions).tag} "
                         f"on {ctx.platform}", hint=f"add a pin for it: pip download --only-binary :all: "
                         f"--no-deps {ctx.attr.distribution}=={ctx.attr.version}, then sha256sum")
     fname, digest = chosen
@@ -115,16 +97,6 @@ def _python_wheel(ctx: RuleContext) -> list[Provider]:
     unpacked = ctx.declare_output("site", tree=True)
     ctx.actions.extract(wheel, unpacked, mnemonic="UnpackWheel")
     return [PyWheelInfo(ctx.attr.distribution, ctx.attr.version, wheel, unpacked), DefaultInfo((wheel,))]
-
-
-def _filegroup(ctx: RuleContext) -> list[Provider]:
-    return [DefaultInfo(tuple(ctx.attr.srcs))]
-
-
-def _alias(ctx: RuleContext) -> list[Provider]:
-    # the actual target is analysed for this one's platform (its `platform`
-    # attribute, if any): an alias is how one rule graph is named per platform
-    return list(ctx.attr.actual.providers)
 
 
 @hookimpl
@@ -148,10 +120,6 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "version": attr.string(mandatory=True),
         "wheels": attr.string_list(mandatory=True, doc='"<wheel filename> sha256:<hex>" per platform'),
     }, doc="A pinned binary wheel from the configured package index.")(_python_wheel)
-    registry.rule("filegroup", attrs={"srcs": attr.files(mandatory=True)},
-                  doc="A named set of files.")(_filegroup)
-    registry.rule("alias", attrs={"actual": attr.label(mandatory=True, doc="the target this one stands for")},
-                  doc="Another name for a target; with `platform`, that target built for that platform.")(_alias)
 
 
 # -- fetchers ---------------------------------------------------------------------

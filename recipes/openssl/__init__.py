@@ -5,28 +5,12 @@ from __future__ import annotations
 
 import shlex
 
-import attrs
 
+from hermetic.conventions import CcConventions
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Artifact, Provider
+from hermetic.model import Provider
 from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
-from recipes.fetch import SourceInfo
-
-
-@attrs.frozen
-class CcInfo(Provider):
-    """Headers and static archives for compiling and linking against a C library."""
-
-    includes: DepSet[Artifact]
-    archives: DepSet[Artifact]
-    version: str = ""
-    #: a response file of what linking the archives also needs (-l flags), or None
-    link_flags: Artifact | None = None
-
-
-_TARGETS = {("linux", "x86_64"): "linux-x86_64", ("linux", "aarch64"): "linux-aarch64",
-            ("darwin", "x86_64"): "darwin64-x86_64-cc", ("darwin", "aarch64"): "darwin64-arm64-cc",
-            ("windows", "x86_64"): "mingw64"}
+from hermetic.providers import CcInfo, SourceInfo
 
 
 def _openssl(ctx: RuleContext) -> list[Provider]:
@@ -34,8 +18,8 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
     make = ctx.exec_toolchain("make")  # make and perl run on the host whatever the target
     source = ctx.attr.src[SourceInfo]
     src = source.tree
-    target = ctx.attr.target or _TARGETS.get((ctx.platform.os, ctx.platform.arch))
-    if target is None:
+    target = ctx.attr.target or cc.conventions(CcConventions).openssl_target
+    if not target:
         raise ctx.error(f"no OpenSSL Configure target known for {ctx.platform}", hint="set target = \"...\"")
     crypto = ctx.declare_output("lib/libcrypto.a")
     ssl = ctx.declare_output("lib/libssl.a")
@@ -44,7 +28,7 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
     pic = [] if ctx.platform.os == "windows" else ["-fPIC"]  # PE code is position independent anyway
     options = ["no-shared", "no-tests", "no-docs", *pic, *ctx.attr.options]
     configure = [
-        '"$PERL"', '"$IN/%s/Configure"' % src.path, target, "--prefix=/opt/hermetic-openssl",
+        '"$PERL"', '"$IN/%s/Configure"' % src.path, shlex.quote(target), "--prefix=/opt/hermetic-openssl",
         "--openssldir=/opt/hermetic-openssl/ssl", "--libdir=lib", *(shlex.quote(o) for o in options),
     ]
     script = "\n".join([

@@ -23,26 +23,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
 
+from hermetic.conventions import CcConventions, Exports, ExtensionConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Output, Provider
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-from recipes.fetch import PyWheelInfo, SourceInfo
-from recipes.openssl import CcInfo
+from hermetic.providers import BuiltWheelInfo, CcInfo, PyWheelInfo, SourceInfo
 
 HERE = Path(__file__).parent
 RECIPES = HERE.parent
-
-
-@attrs.frozen
-class BuiltWheelInfo(Provider):
-    """A wheel hermetic built from someone's sdist: ``dist`` holds it, ``facts``
-    what normalize.py read out of its extensions."""
-
-    dist: Artifact
-    facts: Artifact
-    non_hermetic: tuple[str, ...] = ()
 
 
 def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
@@ -50,7 +39,7 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
     python = ctx.exec_toolchain("python")
     system = tuple(a.system_libraries)
     cc = ctx.exec_toolchain("cc") if system else ctx.toolchain("cc")
-    pyext = ctx.toolchain("pyext")
+    conv = ctx.toolchain("pyext").conventions(ExtensionConventions)
     if not system and not cc.hermetic:
         raise ctx.error(
             f"the cc toolchain for {ctx.platform} is the host's own compiler, which sees the host's headers and "
@@ -80,7 +69,7 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
                 inputs.append(archive)
                 stem = archive.name.removesuffix(".a").removesuffix(".lib")
                 forbid.append(rf"^{stem}\.")  # linked statically: the module may not need it dynamically
-        if pyext.info.get("exports") == "version-script":  # only the init functions leave the module
+        if conv.exports == Exports.VERSION_SCRIPT:  # only the init functions leave the module
             vscript = ctx.declare_output("exports.map")
             ctx.actions.write(vscript, "{\n  global: PyInit_*;\n  local: *;\n};\n")
             flags += ["--version-script", vscript]
@@ -104,9 +93,10 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
         norm += ["--path", site]
     for h in helpers:
         norm += ["--helper", h]
-    norm += ["--scheme", pyext.info["tag"]]
-    if cc.info.get("musl"):
-        norm += ["--musl", str(cc.info["musl"])]
+    norm += ["--scheme", conv.wheel_platform]
+    musl = cc.conventions(CcConventions).musl
+    if musl:
+        norm += ["--musl", musl]
     for pattern in forbid:
         norm += ["--forbid-needed", pattern]
     ctx.actions.run([*norm, raw, Output("dist"), Output(facts.name)], inputs=[raw, *lief, *helpers],

@@ -13,52 +13,32 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import attrs
 
+from hermetic.conventions import ExtensionConventions
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Output, Provider
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-from recipes.fetch import SourceInfo
+from hermetic.providers import PyHeadersInfo, SourceInfo
 
 HERE = Path(__file__).parent
-
-
-@attrs.frozen
-class PyHeadersInfo(Provider):
-    """Headers (``include``: a tree with Python.h and pyconfig.h), the stable
-    ABI level they are used at, and libraries an extension links (Windows)."""
-
-    include: Artifact
-    version: str
-    limited_api: str
-    libs: tuple[Artifact, ...] = ()
-
-    @property
-    def hex_version(self) -> str:
-        major, minor = (int(x) for x in self.limited_api.split(".")[:2])
-        return f"0x{major:02X}{minor:02X}0000"
-
-    @property
-    def python_tag(self) -> str:
-        return "cp" + "".join(self.limited_api.split(".")[:2])
 
 
 def _python_headers(ctx: RuleContext) -> list[Provider]:
     a = ctx.attr
     if not re.fullmatch(r"3\.\d+", a.limited_api):
         raise ctx.error(f'limited_api "{a.limited_api}" is not a Python 3 version like "3.9"')
-    pyext = ctx.toolchain("pyext")
+    conv = ctx.toolchain("pyext").conventions(ExtensionConventions)
     python = ctx.exec_toolchain("python")
     src = a.src[SourceInfo].tree
     include = ctx.declare_output("include", tree=True)
     copy = [f'cp -R "$IN/{src.path}/Include/." "$OUT/include/"', 'rm -rf "$OUT/include/internal"']
-    how = pyext.info["pyconfig"]
+    how = conv.pyconfig
     toolchains = [python]
     if how == "generate":  # ask the target's compiler
         cc = ctx.toolchain("cc")
         toolchains.append(cc)
         make = (f'CC={cc.tool("cc")} "{python.tool("python")}" -I -S "$IN/{ctx.tool_file(HERE / "pyconfig.py").path}" '
-                f'{pyext.info["os"]} "$OUT/include/pyconfig.h"')
+                f'{conv.os} "$OUT/include/pyconfig.h"')
         inputs = [src, ctx.tool_file(HERE / "pyconfig.py")]
     else:  # CPython ships it, e.g. PC/pyconfig.h.in for Windows
         make = f'cp "$IN/{src.path}/{how}" "$OUT/include/pyconfig.h"'
@@ -67,16 +47,16 @@ def _python_headers(ctx: RuleContext) -> list[Provider]:
     ctx.actions.run(["/bin/sh", "-c", script], inputs=inputs, outputs=[include], mnemonic="PyHeaders",
                     toolchains=toolchains)
     libs: list[Artifact] = []
-    if pyext.info.get("python_dll"):  # Windows: an import library for the stable-ABI DLL
+    if conv.python_dll:  # Windows: an import library for the stable-ABI DLL
         cc = ctx.toolchain("cc")
-        dll = pyext.info["python_dll"]
+        dll = conv.python_dll
         stem = dll.rsplit(".", 1)[0]
         deffile = ctx.declare_output(f"{stem}.def")
         ctx.actions.run([python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "mkdef.py"), dll,
                          f"{src.path}/PC/python3dll.c", Output(deffile.name)], inputs=[src], outputs=[deffile],
                         mnemonic="PyDef", toolchains=[python])
         implib = ctx.declare_output(f"lib{stem}.a")
-        ctx.actions.run([cc.tool("dlltool"), "-m", pyext.info["dlltool_machine"], "-D", dll, "-d", deffile,
+        ctx.actions.run([cc.tool("dlltool"), "-m", conv.dlltool_machine, "-D", dll, "-d", deffile,
                          "-l", Output(implib.name)], outputs=[implib], mnemonic="PyImportLib", toolchains=[cc])
         libs.append(implib)
     return [PyHeadersInfo(include, a.version, a.limited_api, tuple(libs)), DefaultInfo((include, *libs))]

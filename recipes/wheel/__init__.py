@@ -8,21 +8,13 @@ import json
 import re
 from pathlib import Path
 
-import attrs
 
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Output, Platform, Provider
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-from recipes.cffi import PyExtensionInfo
-from recipes.fetch import PyWheelInfo
+from hermetic.providers import PyExtensionInfo, PyWheelInfo, WheelInfo
 
 HERE = Path(__file__).parent
-
-
-@attrs.frozen
-class WheelInfo(Provider):
-    wheel: Artifact
-    test_report: Artifact | None
 
 
 def _host_can_run(target: Platform, host: Platform) -> bool:
@@ -70,13 +62,12 @@ def _py_wheel(ctx: RuleContext) -> list[Provider]:
         "requires_dist": list(a.requires), "requires_python": a.requires_python, "generator": "hermetic",
     }
     if exts:
-        kinds = {(e.python_tag, e.abi_tag, e.conventions) for e in exts}
+        kinds = {(e.python_tag, e.abi_tag, e.wheel_platform, e.musl) for e in exts}
         if len(kinds) != 1:
             raise ctx.error("the extensions were built for different Pythons or platforms")
-        py_tag, abi_tag, conventions = kinds.pop()
-        conv = dict(conventions)
+        py_tag, abi_tag, wheel_platform, musl = kinds.pop()
         spec.update(python_tag=py_tag, abi_tag=abi_tag,
-                    platform={"facts": [e.check.path for e in exts], "scheme": conv["tag"], "musl": conv["musl"]})
+                    platform={"facts": [e.check.path for e in exts], "scheme": wheel_platform, "musl": musl})
         inputs.append(ctx.tool_file(HERE / "tags.py"))
     else:
         spec["tag"] = "py3-none-any"
