@@ -186,8 +186,31 @@ class Analyzer:
                 raise ToolchainError(f'no plugin provides a "{kind}" toolchain that builds for {platform} '
                                      f"on {self.host}", hint="install a platform plugin that does, or build for "
                                      "another platform", reason="no-toolchain")
+            if tc.package is not None:
+                tc = attrs.evolve(tc, tree=self._package_tree(tc))
             self._toolchains[key] = tc
         return self._toolchains[key]
+
+    def _package_tree(self, tc: Toolchain) -> Artifact:
+        """Declare (once) the fetch and unpack of *tc*'s package; its tree."""
+        pkg = tc.package
+        assert pkg is not None
+        if pkg.sha256 not in tc.identity.values():
+            raise ToolchainError(f"the {tc.kind} toolchain's package {pkg.filename} (sha256 {pkg.sha256}) is not "
+                                 "in the toolchain's identity, so not in the keys of the actions it runs",
+                                 hint="its plugin must put the package's sha256 into identity", reason="toolchain")
+        base = f"out/.toolchains/{pkg.name}-{pkg.version}"
+        archive, tree = Artifact(f"{base}/{pkg.filename}"), Artifact(f"{base}/root", is_tree=True)
+        if archive.path not in {o.path for a in self.actions for o in a.outputs}:
+            fetch = Action("fetch", pkg.label, "FetchToolchain", outputs=(archive,), params={
+                "name": pkg.filename, "sha256": pkg.sha256, "size": pkg.size, "urls": list(pkg.urls),
+                "mirrors": []})
+            unpack = Action("extract", pkg.label, "UnpackToolchain", inputs=(archive,), outputs=(tree,),
+                            params={"strip_prefix": pkg.strip_prefix})
+            for a in (fetch, unpack):
+                self.actions.append(a)
+                self._by_id[a.id] = a
+        return tree
 
     def source(self, path: Path) -> Artifact:
         path = path.resolve()

@@ -266,6 +266,31 @@ class Store:
             p.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(tgt, p)
 
+    def checkout(self, digest: Digest) -> Path:
+        """A read-only copy of stored tree *digest* (hard links to its blobs,
+        each re-hashed once, when the checkout is made), shared by every
+        action that reads it: toolchain packages are shown to sandboxes from
+        here instead of being linked into each action's inputs file by file.
+        ``gc`` removes checkouts; the next use makes them again."""
+        dest = self.root / "trees" / digest.hash
+        if (dest / ".complete").is_file():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.staging_dir("checkout.")
+        try:
+            self.materialize_tree(digest, staging / "tree", verify=True)
+            (staging / "tree" / ".complete").write_text(str(digest) + "\n")
+            try:
+                os.rename(staging / "tree", dest)
+            except OSError:
+                if not (dest / ".complete").is_file():  # not another build that made it first
+                    raise
+        except OSError as exc:
+            raise _disk_error(exc, f"checking out tree {digest}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return dest
+
     def tree_blobs(self, digest: Digest) -> list[Digest]:
         m = self.tree_manifest(digest)
         return [Digest(h, s) for _, h, s, _ in m["files"]]
@@ -413,6 +438,7 @@ class Store:
                             dropped += 1
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp.mkdir(exist_ok=True)
+            shutil.rmtree(self.root / "trees", ignore_errors=True)  # checkouts: made again when used
             from hermetic._history import prune
 
             prune(self.root, {f.name for sub in self.ac.iterdir() for f in sub.iterdir()})

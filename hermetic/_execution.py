@@ -124,7 +124,7 @@ class Executor:
         and whether the cache has it; otherwise what it waits for."""
         out: dict[str, Planned] = {}
         for a in order:
-            waits = sorted({p.describe() for p in (self.producer(i.path) for i in a.inputs
+            waits = sorted({p.describe() for p in (self.producer(i.path) for i in a.needs
                                                     if not self.artifacts.known(i.path)) if p is not None})
             if waits:
                 out[a.id] = Planned(None, "would-run", tuple(waits))

@@ -62,7 +62,7 @@ class ActionGraph:
         self.preds: dict[str, set[str]] = {}
         self.succs: dict[str, set[str]] = {i: set() for i in self.actions}
         for a in self.actions.values():
-            ps = {p.id for p in (self.producer.get(i.path) for i in a.inputs) if p is not None}
+            ps = {p.id for p in (self.producer.get(i.path) for i in a.needs) if p is not None}
             self.preds[a.id] = ps
             for p in ps:
                 self.succs[p].add(a.id)

@@ -10,6 +10,8 @@ import pluggy
 from hermetic import hookspecs
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hermetic.fetch import FetcherRegistry
     from hermetic.model import Platform, Toolchain
     from hermetic.rules import RuleRegistry
@@ -53,8 +55,9 @@ class Hooks:
     def host_platform(self) -> Platform | None:
         return self.pm.hook.hermetic_host_platform()  # type: ignore[no-any-return]
 
-    def toolchain(self, kind: str, target: Platform, host: Platform) -> Toolchain | None:
-        return self.pm.hook.hermetic_toolchain(kind=kind, target=target, host=host)  # type: ignore[no-any-return]
+    def toolchain(self, kind: str, target: Platform, host: Platform, cache_dir: Path) -> Toolchain | None:
+        return self.pm.hook.hermetic_toolchain(  # type: ignore[no-any-return]
+            kind=kind, target=target, host=host, cache_dir=cache_dir)
 
     def sandbox(self, host: Platform, config: SandboxConfig) -> Sandbox | None:
         return self.pm.hook.hermetic_sandbox(host=host, config=config)  # type: ignore[no-any-return]

@@ -133,11 +133,12 @@ class SandboxRunner:
                     w.chmod(0o555)
             shuffle = bool(self.variation and self.variation.shuffle_dirs)
             with shuffled_view(dirs[0], enabled=shuffle) as view:
-                return self._run_in(action, staging, (view, dirs[1], dirs[2]))
+                return self._run_in(action, artifacts, staging, (view, dirs[1], dirs[2]))
         finally:
             rmtree(staging)
 
-    def _run_in(self, action: Action, staging: Path, dirs: tuple[Path, Path, Path]) -> RunResult:
+    def _run_in(self, action: Action, artifacts: Artifacts, staging: Path,
+                dirs: tuple[Path, Path, Path]) -> RunResult:
         v = self.variation
         layout = self.sandbox.layout(dirs, v)
         argv = [layout.expand(a) for a in action.params["argv"]]
@@ -151,10 +152,11 @@ class SandboxRunner:
         mounts = sorted({m for t in action.toolchains for m in t.mounts})
         binds = []
         for tc in action.toolchains:
-            if tc.root:  # volatile like HERMETIC_JOBS: the key holds the toolchain's identity, not its place
-                inside = tc.root if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) \
+            root = str(self.store.checkout(artifacts.entry(tc.tree).digest)) if tc.tree is not None else tc.root
+            if root:  # volatile like HERMETIC_JOBS: the key holds the toolchain's identity, not its place
+                inside = root if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) \
                     else f"{layout.inputs.rsplit('/', 1)[0]}/toolchains/{tc.kind}"
-                binds.append((tc.root, inside))
+                binds.append((root, inside))
                 env[tc.root_env] = inside
         log = staging / "log"
         t0 = time.monotonic()
@@ -203,7 +205,7 @@ class Runners:
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         """Run *action* from *artifacts*' inputs; its outputs are in the store."""
-        for art in action.inputs:
+        for art in action.needs:
             artifacts.ensure_local(art.path)
         return self.by_kind[action.kind].run(action, artifacts)
 

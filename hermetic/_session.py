@@ -84,7 +84,8 @@ class Session:
 
         loaded = load(self.ws, self.registry, labels)
         analyzer = Analyzer(self.ws, self.registry,
-                            lambda kind, plat: self.hooks.toolchain(kind, plat, self.host), self.host)
+                            lambda kind, plat: self.hooks.toolchain(kind, plat, self.host, self.cache_dir),
+                            self.host)
         analysis = analyzer.run(loaded, labels, self.platform)
         return analysis, ActionGraph(analysis.actions)
 
@@ -101,7 +102,7 @@ class Session:
     def sandbox(self) -> Sandbox:
         if self.sandbox_mode == "none":
             return LocalSandbox()
-        sb = self.hooks.sandbox(self.host, SandboxConfig(self.sandbox_mode))
+        sb = self.hooks.sandbox(self.host, SandboxConfig(self.sandbox_mode, self.cache_dir))
         if sb is None:
             raise SandboxError(
                 f"no sandbox available on {self.host} (asked for {self.sandbox_mode!r})",
@@ -272,7 +273,8 @@ class Session:
         ex = Executor(store=self.store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
                       sources=analysis.sources, jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch,
                       producer=graph.producer.get)
-        plan = {aid: attrs.asdict(p) for aid, p in ex.plan(order).items()}
+        plan = {aid: {"key": p.key, "status": p.status, "waits_for": list(p.waits_for)}
+                for aid, p in ex.plan(order).items()}
         out = []
         for a in order:
             rec: dict[str, Any] = {"id": a.id, "describe": a.describe(), "mnemonic": a.mnemonic, "kind": a.kind,

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hermetic.fetch import FetcherRegistry
     from hermetic.model import Platform, Toolchain
     from hermetic.rules import RuleRegistry
@@ -41,13 +43,17 @@ def hermetic_host_platform() -> Platform | None:
 
 
 @hookspec(firstresult=True)
-def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
+def hermetic_toolchain(kind: str, target: Platform, host: Platform, cache_dir: Path) -> Toolchain | None:
     """Return the *kind* toolchain ("cc", "python", ...) that runs on *host*
     and builds for *target*.
 
     Return None to let another plugin answer. Stops at first non-None result.
     Probing a tool (running ``--version``, hashing its binary) is allowed here;
-    cache what you learn, the no-op build calls this every time.
+    cache what you learn under *cache_dir* (the build's store, ``--cache-dir``:
+    :func:`hermetic.toolchain.probe_cached` does), the no-op build calls this
+    every time. Download nothing here: a toolchain that comes as a package
+    names it (``Toolchain.package``) and the engine fetches it by actions,
+    only when one that uses it runs.
     """
 
 

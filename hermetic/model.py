@@ -198,6 +198,13 @@ class Action:
         return f"{self.owner}#{self.mnemonic}" + (f"@{self.config}" if self.config else "")
 
     @property
+    def needs(self) -> tuple[Artifact, ...]:
+        """What must exist before it runs: its inputs, and the unpacked trees
+        of its toolchains' packages (shown to it, keyed by their identity)."""
+        trees = tuple(t.tree for t in self.toolchains if t.tree is not None)
+        return self.inputs + trees if trees else self.inputs
+
+    @property
     def output_dir(self) -> str:
         """Where its owner's outputs live: what ``$OUT`` stands for."""
         return "/".join(p for p in ("out", self.config, self.owner.package, self.owner.name) if p)
@@ -210,6 +217,30 @@ class Provider:
     """Base class of the values rules hand to their dependants (``*Info``)."""
 
     __slots__: ClassVar[tuple[str, ...]] = ()
+
+
+@attrs.frozen
+class ToolchainPackage:
+    """A whole toolchain as one pinned download (a wheel, a tarball): the
+    engine fetches it like any source (store, distdirs, mirrors, URLs; its
+    sha256 checked), unpacks it with the safe extractor, and shows the tree
+    read-only to the actions that use the toolchain, at
+    ``$HERMETIC_TOOLCHAIN_<KIND>``. Nothing is downloaded during analysis,
+    and nothing when every action using it is cached. Its sha256 must be part
+    of the toolchain's ``identity`` (so of every key it takes part in)."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    urls: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    size: int | None = None
+    strip_prefix: str = ""
+
+    @property
+    def label(self) -> Label:
+        """Who owns its fetch and unpack actions (``aquery``, ``why``)."""
+        return Label(".toolchains", f"{self.name}-{self.version}")
 
 
 @attrs.frozen
@@ -243,6 +274,10 @@ class Toolchain:
     #: ``$HERMETIC_TOOLCHAIN_<KIND>``; ``tools`` are then relative to it, so
     #: where this machine keeps it is in no key
     root: str = attrs.field(default="", eq=False)
+    #: the pinned download the whole toolchain comes from (then ``tools`` are
+    #: relative to its unpacked tree), and that tree once analysis declared it
+    package: ToolchainPackage | None = attrs.field(default=None, eq=False)
+    tree: Artifact | None = attrs.field(default=None, eq=False)
 
     BIN: ClassVar[str] = ".toolchains"
 

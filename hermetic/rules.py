@@ -289,7 +289,7 @@ class Actions:
         if not output.is_tree:
             raise AnalysisError("extract needs a tree output (declare_output(..., tree=True))")
         return self._ctx._add(Action("extract", self._ctx.label, mnemonic, [archive], [output],
-                                     {"strip_prefix": strip_prefix.strip("/"),
+                                     {"strip_prefix": (strip_prefix or "").strip("/"),
                                       **({"subdir": subdir.strip("/")} if subdir else {})}))
 
     def write(self, output: Artifact, content: str | bytes, *, executable: bool = False) -> Action:

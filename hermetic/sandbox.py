@@ -31,6 +31,8 @@ class SandboxConfig:
     """What the user asked for: ``mode`` is "auto", "bwrap" or "none"."""
 
     mode: str = "auto"
+    #: the build's store, where a plugin caches what it probed (None: the default store)
+    cache_dir: Path | None = None
 
 
 @attrs.frozen

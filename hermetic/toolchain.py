@@ -22,13 +22,15 @@ from typing import Any
 __all__ = ["file_sha256", "find_program", "probe_cached", "run_probe"]
 
 _lock = threading.Lock()
-_memory: dict[str, Any] = {}
+_memory: dict[Path, dict[str, Any]] = {}  # probe file -> its contents
 
 
-def _cache_file() -> Path:
-    from hermetic._cache import default_cache_dir
+def _cache_file(cache_dir: Path | None) -> Path:
+    if cache_dir is None:
+        from hermetic._cache import default_cache_dir
 
-    return default_cache_dir() / "toolchains.json"
+        cache_dir = default_cache_dir()
+    return Path(cache_dir) / "toolchains.json"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -55,25 +57,32 @@ def _signature(files: Sequence[str]) -> list[Any]:
     return sig
 
 
-def probe_cached(name: str, files: Sequence[str], probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Return ``probe()``'s result, from cache while *files* are unchanged."""
+def probe_cached(name: str, files: Sequence[str], probe: Callable[[], dict[str, Any]], *,
+                 cache_dir: Path | None = None) -> dict[str, Any]:
+    """Return ``probe()``'s result, from cache while *files* are unchanged.
+
+    :param cache_dir: the store the build uses (the ``cache_dir`` hooks
+        receive; ``--cache-dir``): the result is kept in its
+        ``toolchains.json``. Default: the default store."""
     sig = _signature(files)
+    f = _cache_file(cache_dir)
     with _lock:
-        if not _memory:
+        known = _memory.get(f)
+        if known is None:
+            known = _memory[f] = {}
             with contextlib.suppress(OSError, ValueError):
-                _memory.update(json.loads(_cache_file().read_text()))
-        hit = _memory.get(name)
+                known.update(json.loads(f.read_text()))
+        hit = known.get(name)
         if hit and hit.get("sig") == sig:
             return hit["value"]  # type: ignore[no-any-return]
     value = probe()
     with _lock:
-        _memory[name] = {"sig": sig, "value": value}
+        known[name] = {"sig": sig, "value": value}
         with contextlib.suppress(OSError):
-            f = _cache_file()
             f.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".toolchains.")
             with os.fdopen(fd, "w") as out:
-                json.dump(_memory, out)
+                json.dump(known, out)
             os.replace(tmp, f)
     return value
 

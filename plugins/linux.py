@@ -51,7 +51,7 @@ OPENSSL_TARGETS = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64"}
 
 
 @hookimpl
-def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain | None:
+def hermetic_toolchain(kind: str, target: Platform, host: Platform, cache_dir: Path) -> Toolchain | None:
     if kind == "pyext" and target.os == "linux":
         info = _pyext(target)
         identity = {"conventions": "linux-1", "libc": target.libc,
@@ -60,11 +60,11 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     if host.os != "linux" or target != host:
         return None  # cross toolchains are other plugins' business
     if kind == "cc":
-        return _gcc()
+        return _gcc(cache_dir)
     if kind == "python":
-        return _python()
+        return _python(cache_dir)
     if kind == "make":
-        return _make()
+        return _make(cache_dir)
     return None
 
 
@@ -75,7 +75,7 @@ def _which(name: str) -> str | None:
     return shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
 
 
-def _gcc() -> Toolchain | None:
+def _gcc(cache_dir: Path) -> Toolchain | None:
     cc = _which("gcc")
     if cc is None:
         return None
@@ -104,7 +104,7 @@ def _gcc() -> Toolchain | None:
             identity["version:make"] = run_probe([tools["make"], "--version"]).splitlines()[0]
         return {"identity": identity, "triple": identity["machine:cc"]}
 
-    data = probe_cached("linux-gcc", real, probe)
+    data = probe_cached("linux-gcc", real, probe, cache_dir=cache_dir)
     host = _host()
     info = CcConventions(triple=data["triple"], family="gcc", openssl_target=OPENSSL_TARGETS.get(host.arch, ""))
     return Toolchain("cc", tools, data["identity"], mounts=(), info=info,
@@ -145,7 +145,7 @@ def _gcc_wrappers(tools: dict[str, str]) -> dict[str, str]:
     return wrappers
 
 
-def _make() -> Toolchain | None:
+def _make(cache_dir: Path) -> Toolchain | None:
     """make and perl: build tools an action runs on the host (OpenSSL's
     Configure and Makefile), whichever compiler it drives."""
     tools = {t: p for t in ("make", "perl") if (p := _which(t))}
@@ -159,7 +159,7 @@ def _make() -> Toolchain | None:
         identity["version:perl"] = run_probe([tools["perl"], "-e", "print $^V"])
         return identity
 
-    return Toolchain("make", tools, probe_cached("linux-make", real, probe), hermetic=False)
+    return Toolchain("make", tools, probe_cached("linux-make", real, probe, cache_dir=cache_dir), hermetic=False)
 
 
 # -- python --------------------------------------------------------------------
@@ -181,7 +181,7 @@ print(json.dumps({
 """
 
 
-def _python() -> Toolchain | None:
+def _python(cache_dir: Path) -> Toolchain | None:
     exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     if not os.path.isfile(exe):
         return None
@@ -202,7 +202,7 @@ def _python() -> Toolchain | None:
                 identity["sha256:libpython"] = file_sha256(os.path.realpath(lib))
         return {"identity": identity, "info": info}
 
-    data = probe_cached("linux-python", [exe], probe)
+    data = probe_cached("linux-python", [exe], probe, cache_dir=cache_dir)
     info = data["info"]
     mounts = () if info["prefix"].startswith("/usr/") else (info["prefix"],)
     conventions = PythonConventions(version=info["version"], tag=info["tag"], soabi=info["soabi"] or "",
@@ -299,7 +299,7 @@ def hermetic_sandbox(host: Platform, config: SandboxConfig) -> BwrapSandbox | No
         return {"version": run_probe([bwrap, "--version"]), "works": ok.returncode == 0,
                 "error": ok.stderr.decode(errors="replace").strip()}
 
-    data = probe_cached("linux-bwrap", [os.path.realpath(bwrap)], probe)
+    data = probe_cached("linux-bwrap", [os.path.realpath(bwrap)], probe, cache_dir=config.cache_dir)
     if not data["works"]:
         from hermetic.errors import SandboxError
 

@@ -2,30 +2,29 @@
 bundled clang, libcs and linkers (``ziglang``, pinned by sha256), driven
 through wrappers that pass ``-target`` and map the action's directories away.
 
-The wheel is fetched once through pip's configured index (``pip download
---require-hashes --only-binary :all:``), checked, unpacked with hermetic's
-safe extractor into ``<cache>/toolchains/ziglang-<version>-<sha>``, and made
-visible to sandboxes read-only. Its version and digest are the toolchain's
-identity, so they are in every action key it takes part in.
+The wheel is a :class:`~hermetic.model.ToolchainPackage`: the engine fetches
+it like any pinned input (``pip:`` through pip's configured index, a
+distdir, the local or remote store), unpacks it with the safe extractor in
+an action (``//.toolchains:ziglang-<version>``, visible to ``aquery``), and
+shows the tree read-only to the actions that compile with it. Its version
+and digest are the toolchain's identity, so they are in every action key it
+takes part in; where a machine keeps the tree is in none.
 """
 
 from __future__ import annotations
 
-import os
 import platform as pyplatform
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 from hermetic.errors import ToolchainError
 from hermetic.conventions import CcConventions
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Platform, Toolchain
+from hermetic.model import Platform, Toolchain, ToolchainPackage
 
 VERSION = "0.17.1"
-# ziglang 0.17.1 for x86_64 Linux hosts (manylinux_2_12 / musllinux_1_1), 101,083,562 bytes
+# ziglang 0.17.1 for x86_64 Linux hosts (manylinux_2_12 / musllinux_1_1)
 WHEELS = {"x86_64": "ea6cc5d87b033cf0aedfbc8f9549a908cae6c50ac31f1698188fa48a74524b54"}
+FILES = {"x86_64": ("ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.musllinux_1_1_x86_64.whl",
+                    101083562)}
 
 #: the musl release ziglang 0.17.1 bundles (lib/libc/musl)
 MUSL = "1.2"
@@ -57,51 +56,18 @@ def zig_target(target: Platform) -> str | None:
     return _TARGETS.get((target.os, target.arch, target.libc))
 
 
-def _install_dir() -> Path:
-    from hermetic._cache import default_cache_dir
-
+def package() -> ToolchainPackage:
+    """The pinned ziglang wheel for this host's CPU: fetched (through pip's
+    configured index, or a --distdir) and unpacked by actions, only when an
+    action that compiles with it has to run."""
     arch = pyplatform.machine().lower()
     sha = WHEELS.get(arch)
     if sha is None:
-        raise ToolchainError(f"no pinned ziglang wheel for a {arch} host",
-                             hint="add its sha256 to plugins/zig.py WHEELS")
-    return default_cache_dir() / "toolchains" / f"ziglang-{VERSION}-{sha[:16]}"
-
-
-def ensure_zig() -> Path:
-    """The unpacked, verified ziglang package directory (fetched once)."""
-    dest = _install_dir()
-    zig = dest / "ziglang" / "zig"
-    if zig.is_file():
-        return dest
-    sha = WHEELS[pyplatform.machine().lower()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ziglang.", dir=dest.parent) as tmp_s:
-        tmp = Path(tmp_s)
-        (tmp / "req.txt").write_text(f"ziglang=={VERSION} --hash=sha256:{sha}\n")
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                               "--no-deps", "--only-binary", ":all:", "--require-hashes", "-r", str(tmp / "req.txt"),
-                               "-d", str(tmp / "dl")], capture_output=True, text=True, check=False)
-        wheels = list((tmp / "dl").glob("ziglang-*.whl"))
-        if proc.returncode != 0 or len(wheels) != 1:
-            raise ToolchainError(f"cannot fetch ziglang {VERSION} (sha256 {sha[:16]}…) through pip: "
-                                 f"{proc.stderr.strip()[-400:]}",
-                                 hint="check pip's index configuration; the wheel is pinned in plugins/zig.py")
-        from hermetic._archive import extract
-        from hermetic._cache import hash_file
-
-        if hash_file(wheels[0]).hash != sha:  # pip checked it too; this is the store's own rule
-            raise ToolchainError("the ziglang wheel pip returned does not match its pin")
-        unpacked = tmp / "unpacked"
-        unpacked.mkdir()
-        extract(wheels[0], unpacked)
-        (unpacked / "ziglang" / "zig").chmod(0o755)
-        try:
-            os.rename(unpacked, dest)
-        except OSError:
-            if not zig.is_file():  # not another process that won the race
-                raise
-    return dest
+        raise ToolchainError(f"no pinned ziglang wheel for a {arch} host", reason="toolchain",
+                             hint="add its file name and sha256 to plugins/zig.py WHEELS")
+    filename, size = FILES[arch]
+    return ToolchainPackage("ziglang", VERSION, filename, sha, urls=(f"pip:ziglang=={VERSION}/{filename}",),
+                            size=size)
 
 
 # The cc wrapper: -target; the action's directories (also as the DWARF
@@ -141,11 +107,11 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     triple = zig_target(target)
     if triple is None:
         return None
-    root = ensure_zig()
+    pkg = package()
     wrappers = _wrappers(triple)
     tools = {name: "ziglang/zig" for name in wrappers}  # relative to root
-    identity = {"ziglang": VERSION, "sha256:wheel": WHEELS[pyplatform.machine().lower()], "target": triple}
+    identity = {"ziglang": VERSION, "sha256:wheel": pkg.sha256, "target": triple}
     info = CcConventions(triple=triple, family="zig", openssl_target=_OPENSSL[triple], gnu_host=_GNU_HOST[triple],
                          musl=MUSL if target.libc == "musl" else "",  # the musl zig links: musllinux_<MUSL>
                          wrapper_names={name: name for name in wrappers})
-    return Toolchain("cc", tools, identity, root=str(root), info=info, hermetic=True, wrappers=wrappers)
+    return Toolchain("cc", tools, identity, package=pkg, info=info, hermetic=True, wrappers=wrappers)

@@ -18,11 +18,6 @@ REPO = Path(__file__).resolve().parent.parent
 FLAGSHIP = "//wheel:linux-x86_64"
 ALL_WHEELS = "//wheel:all"  # the six platforms
 
-# toolchain probes are cached under the cache dir: keep them out of ~/.cache
-_PROBE_DIR = os.environ.setdefault("HERMETIC_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) /
-                                                             f"hermetic-test-probes-{os.getuid()}"))
-
-
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller; xdist workers inherit the variable
         import tempfile
@@ -57,8 +52,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"needs a {mark} host"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_store(tmp_path_factory: pytest.TempPathFactory):
+    """Commands a test runs without --cache-dir use a store under the
+    session's temporary directory, never the user's ~/.cache/hermetic."""
+    path = tmp_path_factory.mktemp("default-store")
+    old = os.environ.get("HERMETIC_CACHE_DIR")
+    os.environ["HERMETIC_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        del os.environ["HERMETIC_CACHE_DIR"]
+    else:
+        os.environ["HERMETIC_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
-def check_os_environ_stable():
+def check_os_environ_stable(default_store):
     before = dict(os.environ)
     yield
     after = dict(os.environ)

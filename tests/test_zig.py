@@ -11,7 +11,7 @@ import pytest
 from conftest import build_counts, hermetic_cli
 from hermetic.testing import write_workspace
 
-pytestmark = [pytest.mark.linux, pytest.mark.integration]
+pytestmark = [pytest.mark.linux]
 
 HELLO = '#include <stdio.h>\nint main(void) { puts("hello from " __FILE__); return 0; }\n'
 
@@ -21,6 +21,30 @@ def _target(name: str, platform: str, cmd: str, out: str) -> str:
             f'toolchains = ["cc"]\ncmd = "{cmd}"\n')
 
 
+def test_the_toolchain_is_a_pinned_fetch_not_an_analysis_side_effect(tmp_path):
+    """Analysis (here: aquery) downloads and unpacks nothing: the ziglang
+    wheel is a fetch and an unpack action that the actions compiling with it
+    wait for, and what the plugin probes is kept in the store it was given."""
+    from conftest import copy_workspace
+    from hermetic._session import Session
+    from plugins.zig import package
+
+    ws = copy_workspace(tmp_path / "ws")
+    cache = tmp_path / "cache"
+    s = Session(ws, cache_dir=cache)
+    acts = {a["id"]: a for a in s.aquery(s.parse_labels(["//wheel:linux-x86_64"]))}
+    owner = f"//.toolchains:ziglang-{package().version}"
+    fetch, unpack = acts[f"{owner}#FetchToolchain"], acts[f"{owner}#UnpackToolchain"]
+    assert fetch["params"]["sha256"] == package().sha256 and fetch["status"] == "would-run"
+    assert unpack["kind"] == "extract" and unpack["waits_for"] == [f"FetchToolchain {owner}"]
+    build = acts["//recipes/openssl:openssl#OpenSSLBuild@linux-x86_64-manylinux2014"]
+    assert f"UnpackToolchain {owner}" in build["waits_for"]
+    assert [f for f in (cache / "cas").rglob("*") if f.is_file()] == []  # nothing fetched
+    assert not (cache / "trees").exists()  # nothing unpacked
+    assert (cache / "toolchains.json").is_file()  # the host tools' probes: in --cache-dir
+
+
+@pytest.mark.integration
 def test_cross_compiles_for_other_platforms(tmp_path):
     build = "[workspace]\nsource_date_epoch = 1767225600\n"
     build += _target("manylinux", "linux-x86_64-manylinux2014", "cc -O2 $SRCS -o $OUT/hello", "hello")

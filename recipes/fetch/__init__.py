@@ -208,7 +208,8 @@ def fetch_pip(url: str, dest: Path, *, sha256: str, timeout: float) -> None:
         t = sorted(tags, key=str)[0] if tags else None
         if t is not None and t.platform != "any":
             argv += ["--implementation", t.interpreter[:2], "--abi", t.abi]
-            argv += ["--python-version", t.interpreter[2:]]
+            if len(t.interpreter) > 3:  # cp311: that Python; py3: any, so this one's version (pip's default)
+                argv += ["--python-version", t.interpreter[2:]]
             for tg in sorted({x.platform for x in tags}):
                 argv += ["--platform", tg]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=max(timeout, 120))
