@@ -86,7 +86,10 @@ ffi.set_source("hermetic_openssl._binding", open(os.path.join(here, "binding.c")
 def plain(tarball: Path, tmp: Path) -> float:
     venv = tmp / "plain-venv"
     run([sys.executable, "-m", "venv", str(venv)], tmp)
-    run([str(venv / "bin/pip"), "install", "-q", "setuptools", "wheel", "cffi>=2.0"], tmp)  # not timed
+    from plugins.zig import VERSION
+
+    # not timed: the build tools, zig the same release hermetic pins
+    run([str(venv / "bin/pip"), "install", "-q", "setuptools", "wheel", "cffi>=2.0", f"ziglang=={VERSION}"], tmp)
     proj = tmp / "project"
     shutil.copytree(REPO / "recipes/pyossl/hermetic_openssl", proj / "hermetic_openssl")
     for f in ("cdef.h", "binding.c"):
@@ -94,9 +97,8 @@ def plain(tarball: Path, tmp: Path) -> float:
     (proj / "setup.py").write_text(SETUP)
     (proj / "build_ffi.py").write_text(BUILD_FFI)
     jobs = str(os.cpu_count() or 1)
-    from plugins.zig import ensure_zig
-
-    cc = f"{ensure_zig() / 'ziglang' / 'zig'} cc -target x86_64-linux-gnu.2.17"
+    zig = next(venv.glob("lib/python*/site-packages/ziglang/zig"))
+    cc = f"{zig} cc -target x86_64-linux-gnu.2.17"
     t0 = time.perf_counter()
     run(["tar", "xzf", str(tarball)], tmp)
     src = tmp / tarball.name.removesuffix(".tar.gz")

@@ -264,8 +264,8 @@ class Analyzer:
             raise AnalysisError(f"target {label}: {exc}", hint=exc.hint, where=decl.where,
                                 reason=exc.reason) from exc
         if not any(isinstance(p, DefaultInfo) for p in providers):
-            providers.append(DefaultInfo(tuple(a for act in ctx._actions for a in act.outputs)))
-        for action in ctx._actions:
+            providers.append(DefaultInfo(tuple(a for act in ctx.declared_actions for a in act.outputs)))
+        for action in ctx.declared_actions:
             seen = self._by_id.get(action.id)
             if seen is None:
                 self._by_id[action.id] = action

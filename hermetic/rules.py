@@ -330,6 +330,11 @@ class RuleContext:
         self._shared: set[str] = set()
 
     @property
+    def declared_actions(self) -> tuple[Action, ...]:
+        """The actions this rule declared so far, in order."""
+        return tuple(self._actions)
+
+    @property
     def package_dir(self) -> str:
         return self.label.package
 
