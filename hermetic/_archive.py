@@ -64,6 +64,17 @@ def _inside(dest: Path, path: Path) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
+def _make_parent(dest: Path, target: Path, entry: str, label: str, total: int, budget: int) -> None:
+    """Before writing a file entry: refuse a bomb (*total* bytes so far over
+    *budget*) and a path that goes through a link; make its directory."""
+    if total > budget:
+        raise ArchiveError(f"{label}: expands to more than {budget} bytes; refusing (decompression bomb?)",
+                           reason="bomb")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not _inside(dest, target.parent):
+        raise ArchiveError(f"{label}: entry {entry!r} would be written through a link", reason="path-escape")
+
+
 def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | None = None,
             subdir: str = "") -> None:
     """Extract *archive* (tar.*, zip or wheel) into the empty directory *dest*;
@@ -99,13 +110,7 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
                 target.mkdir(parents=True, exist_ok=True)
             elif m.isfile():
                 total += m.size
-                if total > budget:
-                    raise ArchiveError(f"{label}: expands to more than {budget} bytes; refusing "
-                                       "(decompression bomb?)", reason="bomb")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not _inside(dest, target.parent):
-                    raise ArchiveError(f"{label}: entry {m.name!r} would be written through a link",
-                                       reason="path-escape")
+                _make_parent(dest, target, m.name, label, total, budget)
                 src = tf.extractfile(m)
                 assert src is not None
                 with src, open(target, "wb") as out:
@@ -155,13 +160,7 @@ def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int,
                     raise ArchiveError(f"{label}: entry {info.filename!r} is a special file",
                                        reason="special-file")
                 total += info.file_size
-                if total > budget:
-                    raise ArchiveError(f"{label}: expands to more than {budget} bytes; refusing "
-                                       "(decompression bomb?)", reason="bomb")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not _inside(dest, target.parent):
-                    raise ArchiveError(f"{label}: entry {info.filename!r} would be written through a link",
-                                       reason="path-escape")
+                _make_parent(dest, target, info.filename, label, total, budget)
                 with zf.open(info) as src, open(target, "wb") as out:
                     copied = 0
                     while chunk := src.read(1 << 20):

@@ -24,10 +24,10 @@ from hermetic._keys import Entry, action_key
 from hermetic._runners import Runners, RunResult
 from hermetic._scheduler import Finished, Scheduler
 from hermetic.errors import BuildFailed
+from hermetic.events import ActionFailure, ActionFinished, ActionStarted, Note, Report, ignore
 from hermetic.model import Action, Artifact, canonical_json
 from hermetic.sandbox import Sandbox, Variation
 
-Report = Callable[..., None]
 
 
 @attrs.frozen
@@ -62,7 +62,7 @@ class Executor:
         self.store = store
         self.goals = {a.path for a in goals}
         self.sde = source_date_epoch
-        self.report = report or (lambda *a, **k: None)
+        self.report = report or ignore
         self.use_cache = use_cache
         self.remote = remote  # a hermetic._remote.RemoteCache, or None
         self.producer = producer or (lambda path: None)
@@ -158,7 +158,7 @@ class Executor:
         reasons = self._reasons(action, key)
         with self._lock:
             self.why[action.id] = reasons
-        self.report("action-start", action=action, key=key, reasons=reasons)
+        self.report(ActionStarted(action, key, reasons))
         t0 = time.monotonic()
         self._run_and_store(action, key)
         self._outcome(action, key, "executed", reasons, time.monotonic() - t0)
@@ -185,8 +185,8 @@ class Executor:
         return done
 
     def _run_after_remote_failed(self, action: Action, key: str) -> Mapping[str, Entry]:
-        self.report("note", message=f"running {action.describe()} here: its remote outputs are not usable")
-        self.report("action-start", action=action)
+        self.report(Note(f"running {action.describe()} here: its remote outputs are not usable"))
+        self.report(ActionStarted(action))
         done = self._run_and_store(action, key)
         with self._lock:
             self._extra_executed += 1
@@ -220,11 +220,10 @@ class Executor:
             if f.error is not None:
                 if self.history is not None and key is not None:
                     self.history.record(a, key, "failed", self.why.get(a.id))
-                self.report("action-failed", action=a, error=f.error, key=key)
+                self.report(ActionFailure(a, f.error, key))
                 return
-            self.report("action-done", action=a, cached=not f.ran, done=done, total=len(order), key=key,
-                        seconds=self.seconds.get(a.id, 0.0), bytes=self.out_bytes.get(a.id, 0),
-                        remote=not f.ran and a.id in self.remote_ids)
+            self.report(ActionFinished(a, not f.ran, done, len(order), key, self.seconds.get(a.id, 0.0),
+                                       self.out_bytes.get(a.id, 0), not f.ran and a.id in self.remote_ids))
 
         try:
             run = self.scheduler.run(order, deps, self._execute_one, finished)

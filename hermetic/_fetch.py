@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hermetic._cache import Store, hash_file
 from hermetic.errors import FetchError, HermeticError
+from hermetic.events import FetchMismatch, Report, ignore
 from hermetic.fetch import FetcherRegistry
 from hermetic.model import Digest
 
-Report = Callable[..., None]
 
 
 class FetchResolver:
@@ -25,7 +25,7 @@ class FetchResolver:
         self.registry = registry
         self.distdirs = [Path(d) for d in distdirs]
         self.timeout = timeout
-        self.report = report or (lambda *a, **k: None)
+        self.report = report or ignore
 
     def candidates(self, name: str, sha256: str, mirrors: Sequence[str], urls: Sequence[str]) -> list[str]:
         out = []
@@ -64,7 +64,7 @@ class FetchResolver:
                 attempts.append(f"{url}: got sha256 {got.hash} ({got.size} bytes), expected {sha256}"
                                 + (f" ({size} bytes)" if size is not None else ""))
                 mismatched = True
-                self.report("fetch-mismatch", url=url, name=name)
+                self.report(FetchMismatch(url, name))
                 _rm(tmpdir)
                 continue
             return dest, got

@@ -2,10 +2,8 @@
 lines everywhere else (CI, pipes, ``--progress=plain``), and a JSON-lines
 event log (``--event-log FILE``) for tools.
 
-The engine reports events by calling ``report(event, **data)``; the events
-are ``build-start``, ``action-start`` (a cache miss: the action runs now),
-``action-done`` (``cached`` tells whether it ran), ``action-failed``,
-``build-done``, ``note`` and verify's ``verify-*``.
+The engine reports events by calling ``report(event)`` with one of
+:mod:`hermetic.events`' classes.
 """
 
 from __future__ import annotations
@@ -15,16 +13,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-Report = Callable[..., None]
-
-_VARIED_NAMES = {"root": "build root", "uid": "uid", "gid": "gid", "umask": "umask", "timezone": "TZ",
-                 "locale": "locale", "hostname": "hostname", "clock_offset": "clock", "jobs": "-j",
-                 "shuffle_dirs": "directory order"}
-
+from hermetic.events import (ActionFailure, ActionFinished, ActionStarted, BuildFinished, BuildStarted, Event,
+                             Note, Report, VerifyBegun, VerifyFinished, VerifyStarted)
+from hermetic.sandbox import VARIED
 
 def use_live_display(mode: str, stream: IO[str] | None = None) -> bool:
     """``auto``: live only on an interactive terminal, and never under CI."""
@@ -46,32 +41,32 @@ class PlainRenderer:
         self.lock = threading.Lock()
         self.started: dict[str, float] = {}
 
-    def __call__(self, event: str, **data: Any) -> None:
+    def __call__(self, event: Event) -> None:
         with self.lock:
-            self.handle(event, data)
+            self.handle(event)
 
-    def handle(self, event: str, data: dict[str, Any]) -> None:
-        if event == "action-start":
-            a = data["action"]
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ActionStarted):
+            a = event.action
             self.started[a.id] = time.monotonic()
             self.line(f"[start] {a.describe()}")
-            self.reasons(data.get("reasons"))
-        elif event == "action-done":
-            a = data["action"]
-            if data["cached"]:
+            self.reasons(event.reasons)
+        elif isinstance(event, ActionFinished):
+            a = event.action
+            if event.cached:
                 if self.verbose:
-                    self.line(f"[{data['done']}/{data['total']}] cached {a.describe()}")
+                    self.line(f"[{event.done}/{event.total}] cached {a.describe()}")
             else:
                 secs = time.monotonic() - self.started.get(a.id, time.monotonic())
-                self.line(f"[{data['done']}/{data['total']}] done   {a.describe()} ({secs:.1f}s)")
-        elif event == "action-failed":
-            self.line(f"[failed] {data['action'].describe()}")
-        elif event == "note":
-            self.line(f"note: {data['message']}")
-        elif event.startswith("verify-"):
-            self.verify(event, data)
+                self.line(f"[{event.done}/{event.total}] done   {a.describe()} ({secs:.1f}s)")
+        elif isinstance(event, ActionFailure):
+            self.line(f"[failed] {event.action.describe()}")
+        elif isinstance(event, Note):
+            self.line(f"note: {event.message}")
+        elif isinstance(event, (VerifyBegun, VerifyStarted, VerifyFinished)):
+            self.verify(event)
 
-    def reasons(self, reasons: list[dict[str, Any]] | None) -> None:
+    def reasons(self, reasons: tuple[Mapping[str, Any], ...] | None) -> None:
         if not self.explain or not reasons:
             return
         from hermetic._history import describe
@@ -81,22 +76,22 @@ class PlainRenderer:
             for c in r.get("because") or []:
                 self.line(f"      <- {describe(c)}")
 
-    def verify(self, event: str, data: dict[str, Any]) -> None:
-        if event == "verify-begin":
-            if data["against_cache"]:
-                self.line(f"verify: rebuilding {data['total']} actions locally to challenge the cached results")
+    def verify(self, event: VerifyBegun | VerifyStarted | VerifyFinished) -> None:
+        if isinstance(event, VerifyBegun):
+            if event.against_cache:
+                self.line(f"verify: rebuilding {event.total} actions locally to challenge the cached results")
             else:
-                shown = ", ".join(f"{_VARIED_NAMES.get(k, k)} {v}" for k, v in data["applied"].items())
-                self.line(f"verify: rebuilding {data['total']} actions without the cache; varied: {shown}")
-                for k, why in data["skipped"].items():
-                    self.line(f"verify: not varied: {_VARIED_NAMES.get(k, k)}: {why}")
-        elif event == "verify-start":
-            self.line(f"[{data['index']}/{data['total']}] rebuild {data['action'].describe()}")
-        elif event == "verify-done":
-            v = data["verdict"]
+                shown = ", ".join(f"{VARIED.get(k, k)} {v}" for k, v in event.applied.items())
+                self.line(f"verify: rebuilding {event.total} actions without the cache; varied: {shown}")
+                for k, why in event.skipped.items():
+                    self.line(f"verify: not varied: {VARIED.get(k, k)}: {why}")
+        elif isinstance(event, VerifyStarted):
+            self.line(f"[{event.index}/{event.total}] rebuild {event.action.describe()}")
+        else:
+            v = event.verdict
             status = v.status.upper() if v.status in ("differs", "failed") else v.status
             secs = f" ({v.seconds:.1f}s)" if v.seconds else ""
-            self.line(f"[{data['index']}/{data['total']}] {status:<13} {v.action.describe()}{secs}")
+            self.line(f"[{event.index}/{event.total}] {status:<13} {v.action.describe()}{secs}")
             if v.status == "failed":
                 for line in v.error.splitlines()[-20:]:
                     self.line(f"    {line}")
@@ -127,23 +122,23 @@ class LiveRenderer(PlainRenderer):
                          transient=True, redirect_stdout=False, redirect_stderr=False)
         self.live.start()
 
-    def handle(self, event: str, data: dict[str, Any]) -> None:
-        if event == "build-start":
-            self.total = data["total"]
+    def handle(self, event: Event) -> None:
+        if isinstance(event, BuildStarted):
+            self.total = event.total
             return
-        if event == "action-start":
-            a = data["action"]
+        if isinstance(event, ActionStarted):
+            a = event.action
             self.running[a.id] = (a, time.monotonic())
-            if self.explain and data.get("reasons"):
+            if self.explain and event.reasons:
                 self.line(f"[dim]run {_esc(a.describe())}[/]")
-                self.reasons(data.get("reasons"))
+                self.reasons(event.reasons)
             return
-        if event == "action-done":
-            a = data["action"]
+        if isinstance(event, ActionFinished):
+            a = event.action
             self.done += 1
-            self.total = data["total"]
+            self.total = event.total
             _, t = self.running.pop(a.id, (a, time.monotonic()))
-            if data["cached"]:
+            if event.cached:
                 self.cached += 1
                 if self.verbose:
                     self.line(f"[dim]cached {_esc(a.describe())}[/]")
@@ -151,19 +146,19 @@ class LiveRenderer(PlainRenderer):
                 self.executed += 1
                 self.line(f"[green]done[/]   {_esc(a.describe())} [dim]({time.monotonic() - t:.1f}s)[/]")
             return
-        if event == "verify-begin":  # the rebuild reports line by line: the panel has done its job
+        if isinstance(event, VerifyBegun):  # the rebuild reports line by line: the panel has done its job
             self.live.stop()
-        if event == "action-failed":
+        if isinstance(event, ActionFailure):
             self.failed += 1
-            self.running.pop(data["action"].id, None)
-            self.line(f"[bold red]FAILED[/] {_esc(data['action'].describe())}")
+            self.running.pop(event.action.id, None)
+            self.line(f"[bold red]FAILED[/] {_esc(event.action.describe())}")
             return
-        super().handle(event, data)
+        super().handle(event)
 
     def line(self, text: str) -> None:
         self.console.print(text)
 
-    def reasons(self, reasons: list[dict[str, Any]] | None) -> None:
+    def reasons(self, reasons: tuple[Mapping[str, Any], ...] | None) -> None:
         if not reasons:
             return
         from hermetic._history import describe
@@ -217,39 +212,38 @@ class EventLog:
         self.f = open(path, "w", encoding="utf-8")  # noqa: SIM115: closed by close()
         self.t0 = time.monotonic()
 
-    def __call__(self, event: str, **data: Any) -> None:
-        rec = self.encode(event, data)
+    def __call__(self, event: Event) -> None:
+        rec = self.encode(event)
         if rec is not None:
             rec = {"time": round(time.time(), 3), "elapsed": round(time.monotonic() - self.t0, 3), **rec}
             with self.lock:
                 self.f.write(json.dumps(rec, sort_keys=True) + "\n")
                 self.f.flush()
-        self.inner(event, **data)
+        self.inner(event)
 
     @staticmethod
-    def encode(event: str, data: dict[str, Any]) -> dict[str, Any] | None:
-        a = data.get("action")
+    def encode(event: Event) -> dict[str, Any] | None:
+        a = getattr(event, "action", None)
         base = {"action": a.id, "mnemonic": a.mnemonic, "target": str(a.owner), "config": a.config} if a else {}
-        if event == "build-start":
-            return {"event": "build-started", "total": data["total"], "targets": [str(t) for t in data["targets"]]}
-        if event == "action-start":
-            return {"event": "action-started", **base, "cache": "miss", "key": data.get("key"),
-                    "reasons": data.get("reasons") or []}
-        if event == "action-done":
-            status = ("remote" if data.get("remote") else "cached") if data["cached"] else "executed"
-            return {"event": "action-finished", **base, "status": status,
-                    "cache": "hit" if data["cached"] else "miss", "key": data.get("key"),
-                    "seconds": round(data.get("seconds") or 0.0, 3), "bytes": data.get("bytes", 0)}
-        if event == "action-failed":
+        if isinstance(event, BuildStarted):
+            return {"event": "build-started", "total": event.total, "targets": list(event.targets)}
+        if isinstance(event, ActionStarted):
+            return {"event": "action-started", **base, "cache": "miss", "key": event.key,
+                    "reasons": list(event.reasons)}
+        if isinstance(event, ActionFinished):
+            status = ("remote" if event.remote else "cached") if event.cached else "executed"
+            return {"event": "action-finished", **base, "status": status, "cache": "hit" if event.cached else "miss",
+                    "key": event.key, "seconds": round(event.seconds, 3), "bytes": event.bytes}
+        if isinstance(event, ActionFailure):
             return {"event": "action-finished", **base, "status": "failed", "cache": "miss",
-                    "key": data.get("key"), "error": str(data.get("error", ""))[:2000]}
-        if event == "build-done":
-            st = data["stats"]
-            return {"event": "build-finished", "total": data["total"], "executed": st.executed, "cached": st.cached,
+                    "key": event.key, "error": str(event.error)[:2000]}
+        if isinstance(event, BuildFinished):
+            st = event.stats
+            return {"event": "build-finished", "total": event.total, "executed": st.executed, "cached": st.cached,
                     "remote": st.remote, "failed": st.failed, "skipped": st.skipped,
                     "seconds": round(st.seconds, 3), "ok": st.failed == 0}
-        if event == "note":
-            return {"event": "note", "message": data["message"]}
+        if isinstance(event, Note):
+            return {"event": "note", "message": event.message}
         return None
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -28,13 +28,13 @@ import attrs
 from hermetic import _signing
 from hermetic._cache import Store, hash_file
 from hermetic.errors import RemoteError
+from hermetic.events import Note, Report, ignore
 from hermetic.model import Digest, canonical_json
 
 RESULT_FILE = "hermetic/result.json"
 SCHEMA = 1
 BATCH_LIMIT = 1 << 20  # blobs up to 1 MiB travel in batch requests (gRPC)
 
-Report = Callable[..., None]
 
 
 class TransportError(Exception):
@@ -402,7 +402,7 @@ class RemoteCache:
                  transport: Transport | None = None) -> None:
         self.config = config
         self.store = store
-        self.report = report or (lambda *a, **k: None)
+        self.report = report or ignore
         self.transport = transport or transport_for(config)
         self.stats = RemoteStats()
         self.disabled = False
@@ -416,7 +416,7 @@ class RemoteCache:
             if kind in self._said:
                 return
             self._said.add(kind)
-        self.report("note", message=message)
+        self.report(Note(message))
 
     def _fault(self, exc: Exception, doing: str) -> None:
         with self._lock:
@@ -473,7 +473,7 @@ class RemoteCache:
     def _corrupt(self, label: str, why: str) -> None:
         with self._lock:
             self.stats.corrupt += 1
-        self.report("note", message=f"remote result for {label} ignored: {why}")
+        self.report(Note(f"remote result for {label} ignored: {why}"))
         return None
 
     def _envelope_digest(self, data: bytes) -> Digest:

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,12 @@ from hermetic._fetch import FetchResolver
 from hermetic._history import History
 from hermetic._plugins import Hooks, make_plugin_manager
 from hermetic.errors import HermeticError, SandboxError
+from hermetic.events import ActionFinished, BuildFinished, BuildStarted, Event, Report, VerifyBegun, ignore
 from hermetic.fetch import FetcherRegistry
 from hermetic.model import Label, Platform
 from hermetic.rules import RuleRegistry
 from hermetic.sandbox import LocalSandbox, Sandbox, SandboxConfig
 
-Report = Callable[..., None]
 
 
 @attrs.frozen
@@ -54,7 +54,7 @@ class Session:
         self.distdirs = [Path(d) for d in distdirs]
         self.jobs = jobs or os.cpu_count() or 1
         self.keep_going = keep_going
-        self.report = report or (lambda *a, **k: None)
+        self.report = report or ignore
         host = self.hooks.host_platform()
         if host is None:
             raise HermeticError("no plugin knows this host platform", reason="no-host-platform",
@@ -128,12 +128,12 @@ class Session:
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
                           use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get,
                           history=History(store.root) if use_cache else None)
-            self.report("build-start", total=len(order), targets=labels)
+            self.report(BuildStarted(len(order), labels))
             try:
                 stats = ex.execute(order, graph.deps)
             finally:
                 self._save_stats(ex, order)
-                self.report("build-done", stats=ex.stats, total=len(order))
+                self.report(BuildFinished(ex.stats, len(order)))
             outputs: dict[Label, list[Path]] = {}
             if materialize:
                 for label, files in analysis.top.items():
@@ -181,22 +181,22 @@ class Session:
         sandbox = self.sandbox()
         ran: set[str] = set()
 
-        def track(event: str, **data: Any) -> None:
-            if event == "action-done" and not data["cached"]:
-                ran.add(data["action"].id)
-            self.report(event, **data)
+        def track(event: Event) -> None:
+            if isinstance(event, ActionFinished) and not event.cached:
+                ran.add(event.action.id)
+            self.report(event)
 
         with store.locked():
             common = dict(store=store, sandbox=sandbox, fetcher=self._fetch_resolver(), sources=analysis.sources,
                           jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch)
             ref = Executor(**common, report=track, goals=goals, remote=self.remote(),  # type: ignore[arg-type]
                            producer=graph.producer.get, history=History(store.root))
-            self.report("build-start", total=len(order), targets=labels)
+            self.report(BuildStarted(len(order), labels))
             try:
                 ref.execute(order, graph.deps)
             finally:
                 self._save_stats(ref, order)
-                self.report("build-done", stats=ref.stats, total=len(order))
+                self.report(BuildFinished(ref.stats, len(order)))
             ref.artifacts.ensure_all_local()  # every action is rebuilt: its inputs must be here
             if against_cache:
                 variation, applied, skipped = None, {}, {}
@@ -208,8 +208,7 @@ class Session:
                                artifacts=ref.artifacts)
             verifier = Verifier(reference=ref, rebuild=rebuild, store=store, ran=ran, report=self.report,
                                 diff_tool=diff_tool)
-            self.report("verify-begin", total=len(order), applied=applied, skipped=skipped,
-                        against_cache=against_cache)
+            self.report(VerifyBegun(len(order), applied, skipped, against_cache))
             verdicts = verifier.run(order, against_cache=against_cache)
             report = VerifyReport("against-cache" if against_cache else "vary", [str(t) for t in labels],
                                   applied, skipped, verdicts)

@@ -23,6 +23,16 @@ from hermetic.model import canonical_json
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
+def _named_key(text: str) -> tuple[str, bytes] | None:
+    """``name:<base64 of 32 bytes>`` (the format of both key files) -> its parts."""
+    name, sep, b64 = text.strip().partition(":")
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError:
+        return None
+    return (name, raw) if sep and _NAME.match(name) and len(raw) == 32 else None
+
+
 @attrs.frozen
 class PublicKey:
     name: str
@@ -30,15 +40,11 @@ class PublicKey:
 
     @classmethod
     def parse(cls, text: str, where: str = "a trusted key") -> PublicKey:
-        name, sep, b64 = text.strip().partition(":")
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except ValueError:
-            raw = b""
-        if not sep or not _NAME.match(name) or len(raw) != 32:
+        named = _named_key(text)
+        if named is None:
             raise RemoteError(f'{where} "{text.strip()[:60]}" is not a public key',
                             hint='public keys look like "name:<base64 of 32 bytes>" (hermetic cache keygen prints one)')
-        return cls(name, raw)
+        return cls(*named)
 
     def __str__(self) -> str:
         return f"{self.name}:{base64.b64encode(self.raw).decode()}"
@@ -56,15 +62,11 @@ class SecretKey:
         except OSError as exc:
             raise RemoteError(f"cannot read the signing key {path}: {exc.strerror}",
                             hint="create one with `hermetic cache keygen NAME`") from exc
-        name, sep, b64 = text.partition(":")
-        try:
-            seed = base64.b64decode(b64, validate=True)
-        except ValueError:
-            seed = b""
-        if not sep or not _NAME.match(name) or len(seed) != 32:
+        named = _named_key(text)
+        if named is None:
             raise RemoteError(f"{path} is not a hermetic signing key",
                             hint="create one with `hermetic cache keygen NAME`")
-        return cls(name, seed)
+        return cls(*named)
 
     def public(self) -> PublicKey:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,11 @@ from hermetic import _diff
 from hermetic._cache import Store
 from hermetic._execution import Entry, Executor
 from hermetic.errors import CacheError, HermeticError
+from hermetic.events import Report, VerifyFinished, VerifyStarted
 from hermetic.model import Action
-from hermetic.sandbox import Sandbox, Variation, can_shuffle_dirs, faketime_environment
+from hermetic.sandbox import VARIED, Sandbox, Variation, can_shuffle_dirs, faketime_environment
 
-Report = Callable[..., None]
 
-#: what each Variation field means, for the report
-VARIED = {
-    "root": "build root", "uid": "uid", "gid": "gid", "umask": "umask", "timezone": "TZ", "locale": "locale",
-    "hostname": "hostname", "clock_offset": "wall clock", "jobs": "-j", "shuffle_dirs": "directory order",
-}
 #: the same conditions in an ordinary build
 NORMAL = {"root": "/hermetic", "umask": "022", "timezone": "UTC", "locale": "C", "hostname": "hermetic",
           "clock_offset": "real time", "shuffle_dirs": "file system order"}
@@ -148,7 +143,7 @@ class Verifier:
                 v = Verdict(action, key, "not-cached", origin,
                             error="the cache had no result for this action: the first build made it here")
             else:
-                self.report("verify-start", action=action, index=i, total=len(order))
+                self.report(VerifyStarted(action, i, len(order)))
                 t0 = time.monotonic()
                 try:
                     new = self.rebuild.rebuild(action)
@@ -165,7 +160,7 @@ class Verifier:
                     if not same:
                         self._rebuilt[action.id] = new
             verdicts.append(v)
-            self.report("verify-done", verdict=v, index=i, total=len(order))
+            self.report(VerifyFinished(v, i, len(order)))
         return verdicts
 
     # -- explaining the first difference -----------------------------------

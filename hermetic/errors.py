@@ -4,6 +4,7 @@ closed set of reasons they carry (each with what to do about it)."""
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 import attrs
 
@@ -165,9 +166,9 @@ REASONS: dict[Reason, tuple[Exit, str]] = {
 }
 
 
-def _reason(value: str | Reason) -> Reason:
+def _reason(value: str | Reason | None) -> Reason | None:
     """Only members of the closed set: an unknown code is a bug at the raise site."""
-    return Reason(value)
+    return None if value is None else Reason(value)
 
 
 @attrs.frozen(auto_exc=True, eq=False)
@@ -178,11 +179,16 @@ class HermeticError(Exception):
     a stable slug for tests and tools, ``hint`` says what to do.
     """
 
+    #: the reason an error of this class has unless its raise site names another
+    DEFAULT_REASON: ClassVar[Reason] = Reason.ANALYSIS
+
     message: str
     hint: str | None = None
-    reason: Reason = attrs.field(default=Reason.ANALYSIS, converter=_reason)
+    reason: Reason = attrs.field(default=None, converter=_reason)
 
     def __attrs_post_init__(self) -> None:
+        if self.reason is None:
+            object.__setattr__(self, "reason", self.DEFAULT_REASON)
         if self.hint is None:  # the reason's own advice
             object.__setattr__(self, "hint", REASONS[self.reason][1])
 
@@ -213,72 +219,78 @@ def located(where: Location | None, message: str) -> str:
 class BuildFileError(HermeticError):
     """A BUILD.toml problem, with file and line."""
 
+    DEFAULT_REASON = Reason.BUILD_FILE
+
     where: Location | None = None
-    reason: Reason = attrs.field(default=Reason.BUILD_FILE, converter=_reason)
 
     def __str__(self) -> str:
         return located(self.where, self.message)
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class LabelError(HermeticError):
-    reason: Reason = attrs.field(default=Reason.BAD_LABEL, converter=_reason)
+    """A label that does not parse."""
+
+    DEFAULT_REASON = Reason.BAD_LABEL
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class CycleError(HermeticError):
-    reason: Reason = attrs.field(default=Reason.CYCLE, converter=_reason)
+    """A dependency cycle between targets or actions."""
+
+    DEFAULT_REASON = Reason.CYCLE
 
 
 @attrs.frozen(auto_exc=True, eq=False)
 class AnalysisError(HermeticError):
     """A rule rejected its target's attributes or dependencies."""
 
+    DEFAULT_REASON = Reason.ANALYSIS
+
     where: Location | None = None
-    reason: Reason = attrs.field(default=Reason.ANALYSIS, converter=_reason)
 
     def __str__(self) -> str:
         return located(self.where, self.message)
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class ToolchainError(HermeticError):
-    reason: Reason = attrs.field(default=Reason.TOOLCHAIN, converter=_reason)
+    """A toolchain that is missing or that its plugin filled in wrongly."""
+
+    DEFAULT_REASON = Reason.TOOLCHAIN
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class SandboxError(HermeticError):
-    reason: Reason = attrs.field(default=Reason.SANDBOX, converter=_reason)
+    """No sandbox, or one that cannot isolate actions here."""
+
+    DEFAULT_REASON = Reason.SANDBOX
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class FetchError(HermeticError):
     """A pinned download could not be obtained or did not verify."""
 
-    reason: Reason = attrs.field(default=Reason.FETCH_FAILED, converter=_reason)
+    DEFAULT_REASON = Reason.FETCH_FAILED
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class ArchiveError(HermeticError):
     """An archive is malformed or tries to write outside its directory."""
 
-    reason: Reason = attrs.field(default=Reason.BAD_ARCHIVE, converter=_reason)
+    DEFAULT_REASON = Reason.BAD_ARCHIVE
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class CacheError(HermeticError):
-    reason: Reason = attrs.field(default=Reason.CACHE, converter=_reason)
+    """The store (or a remote) holds something damaged or cannot be written."""
+
+    DEFAULT_REASON = Reason.CACHE
 
 
 @attrs.frozen(auto_exc=True, eq=False)
 class ActionFailed(HermeticError):
     """An action's command exited non-zero or did not produce its outputs."""
 
+    DEFAULT_REASON = Reason.ACTION_FAILED
+
     action: str = ""
     command: str = ""
     exit_code: int | None = None
     output_tail: str = ""
-    reason: Reason = attrs.field(default=Reason.ACTION_FAILED, converter=_reason)
 
     def __str__(self) -> str:
         lines = [f"action {self.action} failed: {self.message}"]
@@ -294,8 +306,9 @@ class ActionFailed(HermeticError):
 class BuildFailed(HermeticError):
     """One or more actions failed (with --keep-going, all of them)."""
 
+    DEFAULT_REASON = Reason.BUILD_FAILED
+
     failures: tuple[HermeticError, ...] = ()
-    reason: Reason = attrs.field(default=Reason.BUILD_FAILED, converter=_reason)
 
     def __str__(self) -> str:
         return "\n".join([self.message, *(str(f) for f in self.failures)])
@@ -309,9 +322,8 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
     return f'did you mean "{close[0]}"?' if close else None
 
 
-@attrs.frozen(auto_exc=True, eq=False)
 class RemoteError(HermeticError):
     """Misconfiguration of a remote cache (a remote that fails at run time
     never fails the build: hermetic falls back to local execution)."""
 
-    reason: Reason = attrs.field(default=Reason.REMOTE, converter=_reason)
+    DEFAULT_REASON = Reason.REMOTE

@@ -35,6 +35,13 @@ class SandboxConfig:
     cache_dir: Path | None = None
 
 
+#: what each Variation field is called in reports (verify's table, the progress lines)
+VARIED = {
+    "root": "build root", "uid": "uid", "gid": "gid", "umask": "umask", "timezone": "TZ", "locale": "locale",
+    "hostname": "hostname", "clock_offset": "wall clock", "jobs": "-j", "shuffle_dirs": "directory order",
+}
+
+
 @attrs.frozen
 class Variation:
     """Conditions ``hermetic verify`` changes for its rebuild, to show that no
