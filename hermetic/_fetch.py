@@ -12,7 +12,7 @@ from typing import Any
 
 from hermetic._cache import Store, hash_file
 from hermetic.errors import FetchError, HermeticError
-from hermetic.events import FetchMismatch, Report, ignore
+from hermetic.events import FetchMismatch, Note, Report, ignore
 from hermetic.fetch import FetcherRegistry
 from hermetic.model import Digest
 
@@ -96,7 +96,9 @@ class FetchResolver:
                 if verifier is None:
                     raise FetchError(f"no verifier for {sig.get('kind')} signatures", reason="no-verifier")
                 try:
-                    verifier(data, sig_path, key_path, sig["fingerprint"])
+                    verified = verifier(data, sig_path, key_path, sig["fingerprint"])
+                    for warning in getattr(verified, "warnings", ()):
+                        self.report(Note(f"{params['name']}: {warning}", level="warning"))
                 finally:
                     _rm(sig_path.parent)
             return self.store.put_file(data, move=True, digest=digest)

@@ -62,7 +62,7 @@ class PlainRenderer:
         elif isinstance(event, ActionFailure):
             self.line(f"[failed] {event.action.describe()}")
         elif isinstance(event, Note):
-            self.line(f"note: {event.message}")
+            self.line(f"{event.level}: {event.message}")
         elif isinstance(event, (VerifyBegun, VerifyStarted, VerifyFinished)):
             self.verify(event)
 
@@ -243,7 +243,7 @@ class EventLog:
                     "remote": st.remote, "failed": st.failed, "skipped": st.skipped,
                     "seconds": round(st.seconds, 3), "ok": st.failed == 0}
         if isinstance(event, Note):
-            return {"event": "note", "message": event.message}
+            return {"event": event.level, "message": event.message}
         return None
 
     def close(self) -> None:

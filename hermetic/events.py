@@ -62,6 +62,7 @@ class BuildFinished:
 @attrs.frozen
 class Note:
     message: str
+    level: str = "note"  # or "warning": something the user should act on, though the build goes on
 
 
 @attrs.frozen

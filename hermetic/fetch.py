@@ -10,7 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, final
 
-__all__ = ["Fetcher", "FetcherRegistry", "SignatureVerifier"]
+import attrs
+
+__all__ = ["Fetcher", "FetcherRegistry", "SignatureVerifier", "Verified"]
+
+
+@attrs.frozen
+class Verified:
+    """A good signature: who made it and when (*description*), and what the
+    user should still know (*warnings*: e.g. the key has expired since)."""
+
+    description: str
+    warnings: tuple[str, ...] = attrs.field(converter=tuple, default=())
 
 
 class Fetcher(Protocol):
@@ -20,10 +31,11 @@ class Fetcher(Protocol):
 
 
 class SignatureVerifier(Protocol):
-    def __call__(self, data: Path, signature: Path, key: Path, fingerprint: str) -> str:
+    def __call__(self, data: Path, signature: Path, key: Path, fingerprint: str) -> str | Verified:
         """Check *signature* of *data* with the public *key*, whose primary
-        fingerprint must be *fingerprint*. Return a one-line description of
-        the good signature; raise FetchError otherwise."""
+        fingerprint must be *fingerprint*. Return what was verified (a
+        one-line description, or :class:`Verified` with warnings); raise
+        FetchError otherwise."""
         ...
 
 

@@ -66,6 +66,23 @@ def test_pinned_archive_from_distdir(tmp_path, good):
 
 
 @pytest.mark.linux
+def test_an_archive_without_strip_prefix(tmp_path):
+    """strip_prefix is optional: the archive's entries are the tree as they are."""
+    d = tmp_path / "dist"
+    d.mkdir()
+    flat = make_tar(d / "flat-1.0.tar.gz", {"a.c": b"int a;\n", "sub/b.h": b"int b;\n"})
+    ws = write_workspace(tmp_path / "ws", {"BUILD.toml": f"""
+        [workspace]
+        [src]
+        rule = "archive"
+        filename = "flat-1.0.tar.gz"
+        sha256 = "{sha(flat)}"
+    """})
+    r = Session(ws, cache_dir=tmp_path / "cache", distdirs=[d]).build([Label("", "src")])
+    tree = [p for p in r.outputs[Label("", "src")] if p.is_dir()][0]
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()) == ["a.c", "sub/b.h"]
+
+
 def test_wrong_sha256(tmp_path, good):
     with pytest.raises(BuildFailed) as e:
         build(workspace(tmp_path / "ws", "0" * 64), tmp_path, good.parent)
@@ -163,6 +180,38 @@ def test_good_signature(tmp_path, good, keys):
     alice, _ = keys
     r = build(_signed_ws(tmp_path, good, alice, alice), tmp_path, good.parent)
     assert r.stats.executed == 2
+
+
+@pytest.mark.linux
+def test_a_key_that_expired_after_signing_is_accepted_with_a_warning(tmp_path, good, keys):
+    """The repository's own OpenSSL key expired on 2026-09-08: a release it
+    signed before then still verifies, and the build says the key expired."""
+    from hermetic.events import Note
+
+    home = tmp_path / "gpg-old"
+    home.mkdir(mode=0o700)
+    then = "20200101T000000"  # a key made on 2020-01-01, valid for one day, signing that day
+    _gpg(home, "--faked-system-time", then, "--quick-gen-key", "old <old@example.invalid>", "ed25519", "sign", "1d")
+    fpr = [ln.split(":")[9] for ln in _gpg(home, "--with-colons", "--list-keys").decode().splitlines()
+           if ln.startswith("fpr:")][0]
+    pub = tmp_path / "old.asc"
+    pub.write_bytes(_gpg(home, "--armor", "--export", fpr))
+    sig = good.parent / (good.name + ".asc")
+    sig.write_bytes(_gpg(home, "--faked-system-time", "20200101T060000", "--armor", "--detach-sign", "--output",
+                         "-", str(good)))
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True,
+                   env={"GNUPGHOME": str(home), "PATH": "/usr/bin:/bin"})
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "key.asc").write_bytes(pub.read_bytes())
+    extra = (f'signing_key = ["key.asc"]\nfingerprint = "{fpr}"\n'
+             f'signature = {{ sha256 = "{sha(sig)}", filename = "{sig.name}" }}')
+    events = []
+    r = Session(workspace(ws, sha(good), extra), cache_dir=tmp_path / "cache", distdirs=[good.parent],
+                report=events.append).build([Label("", "src")])
+    assert r.stats.executed == 2
+    warnings = [e.message for e in events if isinstance(e, Note) and e.level == "warning"]
+    assert len(warnings) == 1 and f"the signing key {fpr} expired on 2020-01-02" in warnings[0], warnings
 
 
 @pytest.mark.linux

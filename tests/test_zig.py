@@ -82,3 +82,23 @@ def test_cross_compiles_for_other_platforms(tmp_path):
     # the toolchain's identity (version + wheel digest) is in the keys: a cached rebuild runs nothing
     again = hermetic_cli("--cache-dir", cache, "build", *targets, cwd=ws)
     assert build_counts(again.stderr)[1] == 0
+
+
+def test_openssl_configure_target_is_one_shell_word(tmp_path):
+    """A Configure target with spaces, ; or # stays one argument (it was
+    pasted into the script unquoted)."""
+    import shlex
+
+    from conftest import copy_workspace
+    from hermetic._session import Session
+
+    ws = copy_workspace(tmp_path / "ws")
+    hostile = "linux-x86_64; touch /tmp/pwned #"
+    with open(ws / "recipes/openssl/BUILD.toml", "a") as f:
+        f.write(f'\n[hostile]\nrule = "openssl"\nsrc = ":source"\ntarget = "{hostile}"\n')
+    s = Session(ws, cache_dir=tmp_path / "cache")
+    acts = s.aquery(s.parse_labels(["//recipes/openssl:hostile"]))
+    build = next(a for a in acts if a["mnemonic"] == "OpenSSLBuild")
+    script = shlex.split(build["command"])[2]  # /bin/sh -c SCRIPT
+    configure = next(line for line in script.splitlines() if "/Configure" in line)
+    assert shlex.split(configure)[2] == hostile

@@ -16,6 +16,7 @@ from hermetic.hookspecs import hookimpl
 from hermetic.model import Provider
 from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
 from hermetic.providers import CcInfo, SourceInfo
+from recipes.cc_env import make_env
 
 def _configure_make(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
@@ -50,10 +51,7 @@ def _configure_make(ctx: RuleContext) -> list[Provider]:
         f'cp -R "$WORK/stage{prefix}/include" "$OUT/include"',
         *(f'cp "$WORK/stage{prefix}/lib/{lib}" "$OUT/lib/{lib}"' for lib in ctx.attr.static_libs),
     ])
-    env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "MAKE": make.tool("make"),
-           **ctx.attr.env}
-    if source.source_date_epoch:
-        env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)
+    env = {**make_env(cc, make, source), **ctx.attr.env}
     ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[*archives, include],
                     mnemonic=ctx.attr.mnemonic or "ConfigureMake", env=env, toolchains=[cc, make], cpus=64)
     return [CcInfo(DepSet([include]), DepSet(archives), ctx.attr.version),

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from hermetic.conventions import PythonConventions
 from hermetic.errors import FetchError
-from hermetic.fetch import FetcherRegistry
+from hermetic.fetch import FetcherRegistry, Verified
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Platform, Provider, Toolchain
 from hermetic.providers import PyWheelInfo, SourceInfo
@@ -246,7 +247,11 @@ def dearmor(text: str) -> bytes:
     return out
 
 
-def verify_openpgp(data: Path, signature: Path, key: Path, fingerprint: str) -> str:
+def verify_openpgp(data: Path, signature: Path, key: Path, fingerprint: str) -> Verified:
+    """gpgv against the pinned key. A key that has expired since is accepted
+    for signatures made while it was valid, with a warning naming the date
+    (upstream's key file needs refreshing); a signature made after the key
+    expired is refused."""
     gpgv = shutil.which("gpgv")
     if gpgv is None:
         raise FetchError("gpgv is not installed; it checks the pinned signature",
@@ -261,14 +266,28 @@ def verify_openpgp(data: Path, signature: Path, key: Path, fingerprint: str) -> 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     want = fingerprint.replace(" ", "").upper()
+    expired = next((int(p[2]) for p in (ln.split() for ln in proc.stdout.splitlines())
+                    if len(p) >= 3 and p[1] == "KEYEXPIRED" and p[2].isdigit()), None)
     for line in proc.stdout.splitlines():
         parts = line.split()
         # VALIDSIG <sig fpr> <date> <ts> <exp> <ver> <res> <pk algo> <hash> <class> <primary fpr>
         if len(parts) >= 12 and parts[1] == "VALIDSIG" and proc.returncode == 0:
-            if parts[-1].upper() == want:
-                return f"good signature by {want} made {parts[3]}"
-            raise FetchError(f"signature is by key {parts[-1]}, not the pinned {want}", reason="bad-signature",
-                             hint="the pinned key or fingerprint is wrong, or the release was re-signed")
+            if parts[-1].upper() != want:
+                raise FetchError(f"signature is by key {parts[-1]}, not the pinned {want}", reason="bad-signature",
+                                 hint="the pinned key or fingerprint is wrong, or the release was re-signed")
+            made = int(parts[4]) if parts[4].isdigit() else 0
+            if expired is None:
+                return Verified(f"good signature by {want} made {parts[3]}")
+            until = time.strftime("%Y-%m-%d", time.gmtime(expired))
+            if made > expired:
+                raise FetchError(f"signature made {parts[3]} by key {want}, which expired on {until}",
+                                 reason="bad-signature",
+                                 hint="a signature made with an expired key proves nothing: get the release "
+                                      "signed by a current key, and pin that key")
+            return Verified(f"good signature by {want} made {parts[3]}", [
+                f"the signing key {want} expired on {until}; the signature was made {parts[3]}, while it was "
+                "valid, so it is accepted. Refresh the pinned key file from upstream (a renewed key keeps its "
+                "fingerprint) before a release signed after that date"])
     detail = " ".join(line for line in (proc.stdout + proc.stderr).splitlines()
                       if "BADSIG" in line or "ERRSIG" in line or "NO_PUBKEY" in line or "gpgv:" in line)
     raise FetchError(f"OpenPGP signature check failed: {detail.strip() or 'no valid signature'}",

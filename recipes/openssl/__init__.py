@@ -11,6 +11,7 @@ from hermetic.hookspecs import hookimpl
 from hermetic.model import Provider
 from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
 from hermetic.providers import CcInfo, SourceInfo
+from recipes.cc_env import make_env
 
 
 def _openssl(ctx: RuleContext) -> list[Provider]:
@@ -47,10 +48,7 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
     ])
     # CC is the toolchain's wrapper by bare name ("gcc"): OpenSSL records the
     # line in OpenSSL_version(OPENSSL_CFLAGS), so no path may be in it.
-    env = {"CC": cc.tool("cc"), "AR": cc.tool("ar"), "RANLIB": cc.tool("ranlib"), "PERL": make.tool("perl"),
-           "MAKE": make.tool("make")}
-    if source.source_date_epoch:
-        env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)  # "built on:" = the release date
+    env = make_env(cc, make, source, perl=True)
     ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[crypto, ssl, include, link_flags],
                     mnemonic="OpenSSLBuild", env=env, toolchains=[cc, make], cpus=64)
     return [CcInfo(DepSet([include]), DepSet([ssl, crypto]), ctx.attr.version, link_flags),
