@@ -26,8 +26,9 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
   python3-venv python3-dev python3-pip gnupg file \
-  disorderfs libfaketime git openssl \
+  disorderfs libfaketime git openssl libssl-dev \
   qemu-user libc6-arm64-cross musl graphviz
+# libssl-dev: the third-party test proves the host's OpenSSL headers stay invisible to a build;
 # qemu-user + libc6-arm64-cross: the aarch64 build's test program runs under
 # qemu-aarch64 with the cross glibc as its sysroot; musl: auditwheel checks the
 # musllinux wheel against a real musl libc.so (tests/test_platforms.py); graphviz:

@@ -228,7 +228,7 @@ def test_windows_isolation_is_declared_weaker():
 
 # -- the real builds ------------------------------------------------------------------
 
-integration = [pytest.mark.integration, pytest.mark.linux]
+integration = [pytest.mark.integration, pytest.mark.linux, pytest.mark.network, pytest.mark.bwrap]
 
 
 def _wheel(ws: Path, platform: str) -> Path:
@@ -247,6 +247,8 @@ def _extension(wheel: Path, tmp_path: Path) -> tuple[str, Path]:
 
 @pytest.mark.integration
 @pytest.mark.linux
+@pytest.mark.network
+@pytest.mark.bwrap
 def test_one_invocation_builds_all_six(all_wheels):
     """Issue 6, 4: `hermetic build //wheel:all` made six wheels; the sources
     were fetched (at most) once in it."""
@@ -297,6 +299,8 @@ def test_auditwheel_agrees_with_the_linux_tags(all_wheels, platform, policy):
 
 @pytest.mark.integration
 @pytest.mark.linux
+@pytest.mark.network
+@pytest.mark.bwrap
 def test_the_manylinux_wheel_passed_its_tests_in_the_build(all_wheels, tmp_path):
     wheel = _wheel(all_wheels, "linux-x86_64-manylinux2014")
     assert re.fullmatch(r"hermetic_openssl-0\.1\.0-cp39-abi3-manylinux_2_\d+_x86_64\.manylinux2014_x86_64\.whl",
@@ -307,6 +311,8 @@ def test_the_manylinux_wheel_passed_its_tests_in_the_build(all_wheels, tmp_path)
 
 @pytest.mark.integration
 @pytest.mark.linux
+@pytest.mark.network
+@pytest.mark.bwrap
 def test_the_aarch64_libcrypto_runs_under_qemu(all_wheels, tmp_path):
     """Issue 6, 2: a program linked against the same aarch64 libcrypto.a
     (the same action key as the wheel's) prints correct digests."""

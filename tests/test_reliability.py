@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -185,7 +184,7 @@ def test_corrupted_blob_and_action_result_are_detected_and_rebuilt(tmp_path):
     assert problems == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+@pytest.mark.root
 def test_full_disk_while_storing(tmp_path):
     ws = _workspace(tmp_path / "ws")
     full = tmp_path / "small"

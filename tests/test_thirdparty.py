@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, build_counts, copy_workspace, hermetic_cli, machine_paths_in
+from conftest import HOST_PY, REPO, build_counts, copy_workspace, hermetic_cli, machine_paths_in
 
-pytestmark = [pytest.mark.integration, pytest.mark.linux]
+pytestmark = [pytest.mark.integration, pytest.mark.linux, pytest.mark.network, pytest.mark.bwrap]
 
 PYNACL = "linux-x86_64-manylinux2014/thirdparty/pynacl"
 
@@ -48,9 +48,9 @@ def test_pynacl_builds_against_hermetic_libsodium_and_passes_its_own_tests(pynac
     out = pynacl / "hermetic-out" / PYNACL
     (wheel,) = (out / "wheel" / "dist").glob("*.whl")
     # glibc 2.16 is the newest symbol version it needs (the legacy alias covers 2.17+ systems)
-    assert wheel.name == "pynacl-1.6.2-cp311-cp311-manylinux_2_16_x86_64.manylinux2014_x86_64.whl"
+    assert wheel.name == f"pynacl-1.6.2-{HOST_PY}-{HOST_PY}-manylinux_2_16_x86_64.manylinux2014_x86_64.whl"
     facts = json.loads((out / "wheel" / "wheel.json").read_text())
-    assert facts["built_as"] == "pynacl-1.6.2-cp311-cp311-linux_x86_64.whl"  # what setuptools called it
+    assert facts["built_as"] == f"pynacl-1.6.2-{HOST_PY}-{HOST_PY}-linux_x86_64.whl"  # what setuptools called it
     (ext,) = facts["extensions"].values()
     assert not [n for n in ext["needed"] if "sodium" in n]  # libsodium is linked in, not needed
     assert ext["needed"] == ["libc.so.6"]
@@ -104,7 +104,7 @@ def _sdist(dest: Path) -> tuple[str, int]:
     return hashlib.sha256(buf.getvalue()).hexdigest(), len(buf.getvalue())
 
 
-@pytest.mark.skipif(not Path("/usr/include/openssl/crypto.h").exists(), reason="needs libssl-dev on the host")
+@pytest.mark.needs_host_openssl
 def test_host_openssl_headers_are_invisible_to_a_hermetic_build(tmp_path, warm_store):
     ws = copy_workspace(tmp_path / "ws")
     sha, size = _sdist(tmp_path / "leak-1.0.tar.gz")
@@ -146,7 +146,7 @@ build_requires = ["//thirdparty/python:setuptools"]
     proc = hermetic_cli("--cache-dir", str(warm_store), "build", "//leak:on-purpose", cwd=ws)
     out = ws / "hermetic-out" / "leak" / "on-purpose"
     (wheel,) = (out / "dist").glob("*.whl")
-    assert wheel.name == "leak-1.0-cp311-cp311-linux_x86_64.whl"  # needs libcrypto.so.3: no manylinux tag
+    assert wheel.name == f"leak-1.0-{HOST_PY}-{HOST_PY}-linux_x86_64.whl"  # needs libcrypto.so.3: no manylinux tag
     assert "built against the host's crypto" in (out / "NON-HERMETIC").read_text()
     acts = json.loads(hermetic_cli("--cache-dir", str(warm_store), "aquery", "//leak:on-purpose", "--output",
                                    "json", "--mnemonic", "Pep517Build", cwd=ws).stdout)
@@ -169,7 +169,8 @@ def test_the_guides_build_toml_builds_another_package(tmp_path, warm_store):
     (ws / "BUILD.toml").write_text(_guide_build_toml())
     proc = hermetic_cli("--cache-dir", str(warm_store), "build", "//:wheel", cwd=ws)
     (wheel,) = (ws / "hermetic-out" / "linux-x86_64-manylinux2014" / "wheel" / "dist").glob("*.whl")
-    assert wheel.name == "argon2_cffi_bindings-21.2.0-cp311-abi3-manylinux_2_14_x86_64.manylinux2014_x86_64.whl"
+    assert wheel.name == \
+        f"argon2_cffi_bindings-21.2.0-{HOST_PY}-abi3-manylinux_2_14_x86_64.manylinux2014_x86_64.whl"
     assert str(wheel.relative_to(ws)) in proc.stdout
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -45,6 +45,8 @@ def test_the_toolchain_is_a_pinned_fetch_not_an_analysis_side_effect(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.network
+@pytest.mark.bwrap
 def test_cross_compiles_for_other_platforms(tmp_path):
     build = "[workspace]\nsource_date_epoch = 1767225600\n"
     build += _target("manylinux", "linux-x86_64-manylinux2014", "cc -O2 $SRCS -o $OUT/hello", "hello")
