@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hermetic._cache import Store
-from hermetic._keys import Entry
+from hermetic._keys import ActionResult, Entry
 from hermetic.errors import CacheError, HermeticError
 from hermetic.model import Action, Artifact
 
@@ -103,7 +103,7 @@ class Artifacts:
         stay remote until something here needs them; the result enters the
         local action cache once all of its outputs are here."""
         try:
-            outputs = {p: Entry.from_json(e) for p, e in result["outputs"].items()}
+            outputs = dict(ActionResult.from_json(result).outputs)
         except (KeyError, TypeError, AttributeError):
             return False
         if set(outputs) != {o.path for o in action.outputs}:
@@ -117,8 +117,7 @@ class Artifacts:
                     return False
                 continue
             missing.add(path)
-        adopted = {"outputs": {p: e.to_json() for p, e in outputs.items()}, "log": None,
-                   "mnemonic": action.mnemonic, "owner": str(action.owner), "remote": True}
+        adopted = ActionResult(outputs, None, action.mnemonic, str(action.owner), remote=True).to_json()
         with self._lock:
             for path in missing:
                 self._remote_only[path] = key

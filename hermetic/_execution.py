@@ -20,7 +20,7 @@ from hermetic._artifacts import Artifacts
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._history import History, ingredients, root_causes
-from hermetic._keys import Entry, action_key
+from hermetic._keys import ActionResult, Entry, action_key
 from hermetic._runners import Runners, RunResult
 from hermetic._scheduler import Finished, Scheduler
 from hermetic.errors import BuildFailed
@@ -132,7 +132,7 @@ class Executor:
             key = self.key_of(a)
             hit = self.store.get_action(key)
             if hit is not None:
-                self.artifacts.record(_entries(hit), key)
+                self.artifacts.record(ActionResult.from_json(hit).outputs, key)
             out[a.id] = Planned(key, "cached" if hit is not None else "would-run")
         return out
 
@@ -145,9 +145,10 @@ class Executor:
             self.keys[action.id] = key
         if self.use_cache:
             hit = self.store.get_action(key)
+            cached = ActionResult.from_json(hit) if hit is not None else None
             # outputs the user asked for are re-hashed first: a damaged blob means a rebuild
-            if hit is not None and self.artifacts.intact(self.goals, _entries(hit)):
-                self.artifacts.record(_entries(hit), key)
+            if hit is not None and cached is not None and self.artifacts.intact(self.goals, cached.outputs):
+                self.artifacts.record(cached.outputs, key)
                 if self.remote is not None:
                     self.remote.share_local_hit(key, self.materials[action.id], hit, action.describe())
                 self._outcome(action, key, "cached")
@@ -175,9 +176,7 @@ class Executor:
 
     def _run_and_store(self, action: Action, key: str) -> RunResult:
         done = self.runners.run(action, self.artifacts)
-        result = {"outputs": {p: e.to_json() for p, e in done.outputs.items()},
-                  "log": {"hash": done.log.hash, "size": done.log.size} if done.log else None,
-                  "mnemonic": action.mnemonic, "owner": str(action.owner)}
+        result = ActionResult(done.outputs, done.log, action.mnemonic, str(action.owner)).to_json()
         self.store.put_action(key, result)
         self.artifacts.record(done.outputs, key)
         if self.remote is not None:
@@ -242,7 +241,3 @@ class Executor:
                                   "" if self.scheduler.keep_going else
                                   "; --keep-going builds everything that does not depend on it"))
         return self.stats
-
-
-def _entries(result: Mapping[str, Any]) -> dict[str, Entry]:
-    return {p: Entry.from_json(e) for p, e in result["outputs"].items()}

@@ -35,6 +35,34 @@ class Entry:
         return cls(d["hash"], d["size"], bool(d.get("tree")), bool(d.get("x")))
 
 
+@attrs.frozen
+class ActionResult:
+    """What the action cache holds for a key: every output's entry, the
+    log's digest, and who made it (for people; not part of the contract)."""
+
+    outputs: Mapping[str, Entry]
+    log: Digest | None = None
+    mnemonic: str = ""
+    owner: str = ""
+    remote: bool = False  # adopted from a remote cache, not made here
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"outputs": {p: e.to_json() for p, e in self.outputs.items()},
+                               "log": {"hash": self.log.hash, "size": self.log.size} if self.log else None,
+                               "mnemonic": self.mnemonic, "owner": self.owner}
+        if self.remote:
+            out["remote"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ActionResult:
+        """Raises KeyError, TypeError or AttributeError when *d* is malformed."""
+        log = d.get("log")
+        return cls({p: Entry.from_json(e) for p, e in d["outputs"].items()},
+                   Digest(log["hash"], log["size"]) if log else None, str(d.get("mnemonic", "")),
+                   str(d.get("owner", "")), bool(d.get("remote")))
+
+
 def input_root_digest(inputs: Mapping[str, Entry]) -> str:
     """Merkle digest of an action's inputs: each file by content, each tree by
     its manifest's digest (itself a digest over its files)."""

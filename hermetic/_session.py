@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from hermetic._analysis import Analysis, Analyzer, load
+from hermetic._answers import ActionWhy, InputDigest, PlannedAction, ToolchainIdentity, WhyReport
 from hermetic._buildfile import Workspace, find_workspace
 from hermetic._cache import Store, default_cache_dir
 from hermetic._execution import BuildStats, Executor
@@ -218,7 +219,7 @@ class Session:
             store.save_digests()
         return report
 
-    def why(self, labels: Sequence[Label]) -> dict[str, Any]:
+    def why(self, labels: Sequence[Label]) -> WhyReport:
         """Why each action of *labels*' closure ran (or not) in its last
         build, from the store's history; plus source files edited since."""
         analysis, graph = self.analyze(labels)
@@ -227,15 +228,15 @@ class Session:
         actions = []
         for a in order:
             entry = history.entry(a.id)
-            rec: dict[str, Any] = {"id": a.id, "action": a.describe(), "mnemonic": a.mnemonic, "owner": str(a.owner)}
+            common = dict(id=a.id, action=a.describe(), mnemonic=a.mnemonic, owner=str(a.owner))
             if entry is None:
-                rec["outcome"] = "never-built"
-            else:
-                rec.update(outcome=entry["outcome"], key=entry["key"], time=entry["time"],
-                           seconds=entry.get("seconds"), reasons=entry.get("reasons") or [])
-                rec["edited_since"] = self._edited_since(history.ingredients_of(entry["key"]), analysis.sources)
-            actions.append(rec)
-        return {"targets": [str(t) for t in labels], "actions": actions}
+                actions.append(ActionWhy(**common, outcome="never-built"))
+                continue
+            edited = self._edited_since(history.ingredients_of(entry["key"]), analysis.sources)
+            actions.append(ActionWhy(**common, outcome=entry["outcome"], key=entry["key"], time=entry["time"],
+                                     seconds=entry.get("seconds"), reasons=tuple(entry.get("reasons") or ()),
+                                     edited_since=tuple(edited)))
+        return WhyReport(tuple(str(t) for t in labels), tuple(actions))
 
     def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float]]:
         """The longest chain of action durations in the last build of
@@ -264,7 +265,7 @@ class Session:
         return {"deps": loaded.deps, "kinds": {t: d.rule for t, d in loaded.decls.items()},
                 "attrs": {t: d.values for t, d in loaded.decls.items()}}
 
-    def aquery(self, labels: Sequence[Label]) -> list[dict[str, Any]]:
+    def aquery(self, labels: Sequence[Label]) -> list[PlannedAction]:
         """The actions of *labels*' closure as a build would see them now:
         command line, env, inputs with digests, outputs, toolchains, key."""
         analysis, graph = self.analyze(labels)
@@ -272,26 +273,24 @@ class Session:
         ex = Executor(store=self.store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
                       sources=analysis.sources, jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch,
                       producer=graph.producer.get)
-        plan = {aid: {"key": p.key, "status": p.status, "waits_for": list(p.waits_for)}
-                for aid, p in ex.plan(order).items()}
+        plan = ex.plan(order)
         out = []
         for a in order:
-            rec: dict[str, Any] = {"id": a.id, "describe": a.describe(), "mnemonic": a.mnemonic, "kind": a.kind,
-                                   "owner": str(a.owner), "config": a.config, **plan[a.id]}
-            rec["inputs"] = [{"path": i.path, **(ex.entries[i.path].to_json() if i.path in ex.entries else {})}
-                             for i in a.inputs]
-            rec["outputs"] = [o.path for o in a.outputs]
+            known = ex.artifacts.entries
+            inputs = tuple(InputDigest(i.path, *attrs.astuple(known[i.path])) if i.path in known
+                           else InputDigest(i.path) for i in a.inputs)
             params = dict(a.params or {})
+            run: dict[str, Any] = {}
             if a.kind == "run":
-                rec["command"] = _command_text(params.pop("argv"))
-                rec["env"] = params.pop("env")
-                rec["toolchains"] = [{"kind": t.kind, "fingerprint": t.fingerprint, "identity": t.identity}
-                                     for t in a.toolchains]
-                rec["platform"] = str(a.platform) if a.platform else None
+                run = dict(command=_command_text(params.pop("argv")), env=params.pop("env"),
+                           platform=str(a.platform) if a.platform else None,
+                           toolchains=tuple(ToolchainIdentity(t.kind, t.fingerprint, t.identity)
+                                            for t in a.toolchains))
             elif a.kind == "write" and len(params.get("content", "")) > 200:
                 params["content"] = params["content"][:200] + "..."
-            rec["params"] = params
-            out.append(rec)
+            p = plan[a.id]
+            out.append(PlannedAction(a.id, a.describe(), a.mnemonic, a.kind, str(a.owner), a.config, p.key, p.status,
+                                     p.waits_for, inputs, tuple(o.path for o in a.outputs), params, **run))
         return out
 
     def _edited_since(self, ingr: dict[str, Any] | None, sources: Mapping[str, Path]) -> list[dict[str, Any]]:

@@ -485,34 +485,34 @@ def _aquery(args: argparse.Namespace) -> ExitCode:
     acts = s.aquery(s.parse_labels([args.target]))
     if args.mnemonic:
         rx = re.compile(args.mnemonic)
-        acts = [a for a in acts if rx.search(a["mnemonic"])]
+        acts = [a for a in acts if rx.search(a.mnemonic)]
     if args.output == "json":
-        print(json.dumps(acts, indent=2))
+        print(json.dumps([a.to_json() for a in acts], indent=2))
         return ExitCode.OK
     for a in acts:
-        print(f"action {a['describe']}")
-        print(f"  id:         {a['id']}")
-        print(f"  kind:       {a['kind']}")
+        print(f"action {a.describe}")
+        print(f"  id:         {a.id}")
+        print(f"  kind:       {a.kind}")
         status = {"cached": "in the cache", "would-run": "not in the cache: the next build runs it"}
-        if a["key"]:
-            print(f"  key:        {a['key']} ({status[a['status']]})")
+        if a.key:
+            print(f"  key:        {a.key} ({status[a.status]})")
         else:
-            print(f"  key:        not known yet: it depends on outputs of {', '.join(a['waits_for'])} "
+            print(f"  key:        not known yet: it depends on outputs of {', '.join(a.waits_for)} "
                   f"that are not built")
-        for t in a.get("toolchains", []):
-            ident = ", ".join(f"{k}={v}" for k, v in list(t["identity"].items())[:4])
-            print(f"  toolchain:  {t['kind']} {t['fingerprint'][:12]} ({ident})")
-        for i in a["inputs"]:
-            digest = f" sha256:{i['hash'][:12]} {i['size']} bytes{' (tree)' if i.get('tree') else ''}" \
-                if i.get("hash") else " (not built yet)"
-            print(f"  input:      {i['path']}{digest}")
-        for o in a["outputs"]:
+        for t in a.toolchains:
+            ident = ", ".join(f"{k}={v}" for k, v in list(t.identity.items())[:4])
+            print(f"  toolchain:  {t.kind} {t.fingerprint[:12]} ({ident})")
+        for i in a.inputs:
+            digest = f" sha256:{i.hash[:12]} {i.size} bytes{' (tree)' if i.tree else ''}" \
+                if i.hash else " (not built yet)"
+            print(f"  input:      {i.path}{digest}")
+        for o in a.outputs:
             print(f"  output:     {o}")
-        for k, v in a.get("env", {}).items():
+        for k, v in a.env.items():
             print(f"  env:        {k}={v}")
-        if a.get("command"):
-            print(f"  command:    {a['command']}")
-        for k, v in a.get("params", {}).items():
+        if a.command:
+            print(f"  command:    {a.command}")
+        for k, v in a.params.items():
             print(f"  {k + ':':<11} {json.dumps(v)}")
         print()
     return ExitCode.OK
@@ -540,30 +540,29 @@ def _why(args: argparse.Namespace) -> ExitCode:
         return ExitCode.OK
     report = s.why(s.parse_labels([args.target]))
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report.to_json(), indent=2))
         return ExitCode.OK
-    acts = report["actions"]
-    ran = [a for a in acts if a["outcome"] in ("executed", "failed")]
-    never = [a for a in acts if a["outcome"] == "never-built"]
-    cached = [a for a in acts if a["outcome"] in ("cached", "remote")]
-    when = max((a["time"] for a in acts if a.get("time")), default=None)
+    acts = report.actions
+    ran = [a for a in acts if a.outcome in ("executed", "failed")]
+    never = [a for a in acts if a.outcome == "never-built"]
+    cached = [a for a in acts if a.outcome in ("cached", "remote")]
+    when = max((a.time for a in acts if a.time), default=None)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when)) if when else "never"
     print(f"{args.target}: {len(acts)} actions; last built {stamp}: {len(ran)} ran, {len(cached)} from the cache"
           + (f", {len(never)} never built" if never else ""))
     for a in ran:
-        secs = f" ({a['seconds']:.1f}s)" if a.get("seconds") else ""
-        verb = "FAILED" if a["outcome"] == "failed" else "ran"
-        print(f"{verb} {a['action']}{secs} because:")
-        for r in a["reasons"]:
+        secs = f" ({a.seconds:.1f}s)" if a.seconds else ""
+        verb = "FAILED" if a.outcome == "failed" else "ran"
+        print(f"{verb} {a.action}{secs} because:")
+        for r in a.reasons:
             print(f"    {describe(r)}")
             for c in r.get("because") or []:
                 print(f"      <- {describe(c)}")
     if not ran and not never:
         print(f"everything was cached: all {len(acts)} actions came from the cache in their last build")
     for a in never:
-        print(f"never built: {a['action']}")
-    edited = {(e["path"], e["new"]["hash"] if e["new"] else None): e
-              for a in acts for e in a.get("edited_since", [])}
+        print(f"never built: {a.action}")
+    edited = {(e["path"], e["new"]["hash"] if e["new"] else None): e for a in acts for e in a.edited_since}
     if edited:
         print("edited since the last build (the next build reruns what reads them):")
         for e in edited.values():

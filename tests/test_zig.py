@@ -32,7 +32,7 @@ def test_the_toolchain_is_a_pinned_fetch_not_an_analysis_side_effect(tmp_path):
     ws = copy_workspace(tmp_path / "ws")
     cache = tmp_path / "cache"
     s = Session(ws, cache_dir=cache)
-    acts = {a["id"]: a for a in s.aquery(s.parse_labels(["//wheel:linux-x86_64"]))}
+    acts = {a.id: a.to_json() for a in s.aquery(s.parse_labels(["//wheel:linux-x86_64"]))}
     owner = f"//.toolchains:ziglang-{package().version}"
     fetch, unpack = acts[f"{owner}#FetchToolchain"], acts[f"{owner}#UnpackToolchain"]
     assert fetch["params"]["sha256"] == package().sha256 and fetch["status"] == "would-run"
@@ -100,7 +100,7 @@ def test_openssl_configure_target_is_one_shell_word(tmp_path):
         f.write(f'\n[hostile]\nrule = "openssl"\nsrc = ":source"\ntarget = "{hostile}"\n')
     s = Session(ws, cache_dir=tmp_path / "cache")
     acts = s.aquery(s.parse_labels(["//recipes/openssl:hostile"]))
-    build = next(a for a in acts if a["mnemonic"] == "OpenSSLBuild")
-    script = shlex.split(build["command"])[2]  # /bin/sh -c SCRIPT
+    build = next(a for a in acts if a.mnemonic == "OpenSSLBuild")
+    script = shlex.split(build.command)[2]  # /bin/sh -c SCRIPT
     configure = next(line for line in script.splitlines() if "/Configure" in line)
     assert shlex.split(configure)[2] == hostile
