@@ -202,10 +202,10 @@ class Analyzer:
         base = f"out/.toolchains/{pkg.name}-{pkg.version}"
         archive, tree = Artifact(f"{base}/{pkg.filename}"), Artifact(f"{base}/root", is_tree=True)
         if archive.path not in {o.path for a in self.actions for o in a.outputs}:
-            fetch = Action("fetch", pkg.label, "FetchToolchain", outputs=(archive,), params={
+            fetch = Action("fetch", pkg.label, "FetchToolchain", outputs=[archive], params={
                 "name": pkg.filename, "sha256": pkg.sha256, "size": pkg.size, "urls": list(pkg.urls),
                 "mirrors": []})
-            unpack = Action("extract", pkg.label, "UnpackToolchain", inputs=(archive,), outputs=(tree,),
+            unpack = Action("extract", pkg.label, "UnpackToolchain", inputs=[archive], outputs=[tree],
                             params={"strip_prefix": pkg.strip_prefix})
             for a in (fetch, unpack):
                 self.actions.append(a)

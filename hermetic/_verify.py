@@ -25,7 +25,8 @@ import attrs
 
 from hermetic import _diff
 from hermetic._cache import Store
-from hermetic._execution import Entry, Executor
+from hermetic._execution import Executor
+from hermetic._keys import Entry
 from hermetic.errors import CacheError, HermeticError
 from hermetic.events import Report, VerifyFinished, VerifyStarted
 from hermetic.model import Action

@@ -430,7 +430,8 @@ def _query(args: argparse.Namespace) -> ExitCode:
 def _graph(args: argparse.Namespace) -> ExitCode:
     import subprocess
 
-    from hermetic._graph import dot, target_digraph
+    from hermetic._graph import dot as dot_text
+    from hermetic._graph import target_digraph
 
     s = _session(args)
     labels = s.parse_labels([args.target])
@@ -441,7 +442,7 @@ def _graph(args: argparse.Namespace) -> ExitCode:
         for aid, outcome in status.items():
             owners.setdefault(aid.split("#", 1)[0], set()).add(outcome)
         tg = target_digraph(graph["deps"], graph["kinds"], set(labels), owners)
-        text = dot(tg, legend=True)
+        text = dot_text(tg, legend=True)
         data: Any = {"targets": [{"label": str(t), "kind": graph["kinds"].get(t),
                                   "deps": [str(d) for d in graph["deps"].get(t, [])]} for t in sorted(tg.nodes)]}
     else:

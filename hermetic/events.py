@@ -17,10 +17,18 @@ __all__ = ["ActionFailure", "ActionFinished", "ActionStarted", "BuildFinished", 
            "FetchMismatch", "Note", "Report", "VerifyBegun", "VerifyFinished", "VerifyStarted", "ignore"]
 
 
+def _strings(items: Sequence[object]) -> tuple[str, ...]:
+    return tuple(str(t) for t in items)
+
+
+def _records(items: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    return tuple(items)
+
+
 @attrs.frozen
 class BuildStarted:
     total: int  # actions in the closure
-    targets: tuple[str, ...] = attrs.field(converter=lambda ts: tuple(str(t) for t in ts))
+    targets: tuple[str, ...] = attrs.field(converter=_strings)
 
 
 @attrs.frozen
@@ -29,7 +37,7 @@ class ActionStarted:
 
     action: Action
     key: str | None = None
-    reasons: tuple[Mapping[str, Any], ...] = attrs.field(converter=tuple, default=())
+    reasons: tuple[Mapping[str, Any], ...] = attrs.field(converter=_records, default=())
 
 
 @attrs.frozen
