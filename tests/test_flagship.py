@@ -285,10 +285,14 @@ def test_verify_passes_for_the_flagship(tmp_path, warm_store):
     assert report["reproducible"] is True and report["not_varied"] == {}
     status = {a["action"]: a["status"] for a in report["actions"]}
     assert len(status) == N
+    from plugins.zig import package
+
+    zig = package().label  # the compiler is a pinned download too; its unpacking is rebuilt and compared
     assert {k for k, v in status.items() if v == "pinned"} == {
         "//recipes/openssl:source#Fetch", "//recipes/python:cpython-source#Fetch", "//recipes/python:cffi#FetchWheel",
-        "//recipes/python:pycparser#FetchWheel", "//recipes/python:lief#FetchWheel"}
+        "//recipes/python:pycparser#FetchWheel", "//recipes/python:lief#FetchWheel", f"{zig}#FetchToolchain"}
     assert {v for k, v in status.items() if v != "pinned"} == {"reproducible"}
+    assert status[f"{zig}#UnpackToolchain"] == "reproducible"
     for mnemonic in ("OpenSSLBuild", "CcCompile", "CcLink", "PyWheel", "PyWheelTest"):
         assert re.search(rf"reproducible +{mnemonic} ", proc.stderr), mnemonic
 
