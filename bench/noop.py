@@ -13,6 +13,7 @@ Prints medians and each figure's ratio to its goal. If Bazel is installed
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,9 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = "//wheel:linux-x86_64"
 
 
+#: as a user runs it: Python may cache bytecode (a shell with PYTHONDONTWRITEBYTECODE=1
+#: would make every run compile hermetic's sources again, ~60 ms, and time that instead)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(argv: list[str]) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=ENV)
     took = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr}")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
-import tarfile
-import zlib
-import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tarfile
 
 from hermetic.errors import ArchiveError
 
@@ -79,6 +80,9 @@ def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | No
             subdir: str = "") -> None:
     """Extract *archive* (tar.*, zip or wheel) into the empty directory *dest*;
     with *subdir*, only that directory (below *strip_prefix*)."""
+    import tarfile
+    import zipfile
+
     label = name or archive.name
     compressed = max(archive.stat().st_size, 1)
     budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + (64 << 20))
@@ -95,6 +99,9 @@ def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | No
 
 
 def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget: int, subdir: str = "") -> None:
+    import tarfile
+    import zlib
+
     links: list[tuple[str, str, bool]] = []
     total = count = 0
     try:
@@ -135,6 +142,9 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
 
 
 def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int, subdir: str = "") -> None:
+    import zipfile
+    import zlib
+
     total = 0
     links: list[tuple[str, str, bool]] = []
     try:

@@ -18,7 +18,7 @@ from typing import Any
 from hermetic._cache import Store
 from hermetic._keys import ActionResult, Entry
 from hermetic.errors import CacheError, HermeticError
-from hermetic.model import Action, Artifact
+from hermetic.model import Action, Artifact, Digest
 
 #: runs *action* here and returns its outputs' entries (the build's fallback
 #: when a remote hit's outputs cannot be downloaded)
@@ -215,6 +215,8 @@ class Artifacts:
             with contextlib.suppress(OSError):
                 if self.store.source_digest(dest) == e.digest:
                     return False
+        if e.tree and self._tree_in_place(e, dest):
+            return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.hermetic-tmp"
         rmtree(tmp)
@@ -228,6 +230,42 @@ class Artifacts:
             os.chmod(tmp, 0o755 if e.executable else 0o644)
         os.replace(tmp, dest)
         return True
+
+
+    def _tree_in_place(self, e: Entry, dest: Path) -> bool:
+        """Whether *dest* already holds exactly tree *e* (files by digest,
+        from the digest cache; modes; directories; links)."""
+        try:
+            m = self.store.tree_manifest(e.digest)
+            if not dest.is_dir() or dest.is_symlink():
+                return False
+            files, dirs, links = {}, set(), {}
+            for root, dnames, fnames in os.walk(dest):
+                base = Path(root)
+                for name in dnames:
+                    p = base / name
+                    rel = str(p.relative_to(dest))
+                    if p.is_symlink():
+                        links[rel] = os.readlink(p)
+                    else:
+                        dirs.add(rel)
+                for name in fnames:
+                    p = base / name
+                    rel = str(p.relative_to(dest))
+                    if p.is_symlink():
+                        links[rel] = os.readlink(p)
+                    else:
+                        files[rel] = p
+            if set(files) != {f[0] for f in m["files"]} or dirs != set(m["dirs"]) or \
+                    links != {rel: tgt for rel, tgt in m["links"]}:
+                return False
+            for rel, h, size, x in m["files"]:
+                p = files[rel]
+                if os.access(p, os.X_OK) != bool(x) or self.store.source_digest(p) != Digest(h, size):
+                    return False
+            return True
+        except (OSError, ValueError, KeyError, TypeError, CacheError):
+            return False
 
 
 def rmtree(p: Path) -> None:

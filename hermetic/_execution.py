@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -40,8 +40,7 @@ class BuildStats:
     remote: int = 0  # of the cached: served by the remote cache
 
 
-@attrs.frozen
-class Planned:
+class Planned(NamedTuple):
     """What a build would do with one action (``aquery``)."""
 
     key: str | None

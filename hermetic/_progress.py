@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,7 +66,7 @@ class PlainRenderer:
         elif isinstance(event, (VerifyBegun, VerifyStarted, VerifyFinished)):
             self.verify(event)
 
-    def reasons(self, reasons: tuple[Mapping[str, Any], ...] | None) -> None:
+    def reasons(self, reasons: Sequence[Mapping[str, Any]] | None) -> None:
         if not self.explain or not reasons:
             return
         from hermetic._history import describe
@@ -158,7 +158,7 @@ class LiveRenderer(PlainRenderer):
     def line(self, text: str) -> None:
         self.console.print(text)
 
-    def reasons(self, reasons: tuple[Mapping[str, Any], ...] | None) -> None:
+    def reasons(self, reasons: Sequence[Mapping[str, Any]] | None) -> None:
         if not reasons:
             return
         from hermetic._history import describe
@@ -226,7 +226,7 @@ class EventLog:
         a = getattr(event, "action", None)
         base = {"action": a.id, "mnemonic": a.mnemonic, "target": str(a.owner), "config": a.config} if a else {}
         if isinstance(event, BuildStarted):
-            return {"event": "build-started", "total": event.total, "targets": list(event.targets)}
+            return {"event": "build-started", "total": event.total, "targets": [str(t) for t in event.targets]}
         if isinstance(event, ActionStarted):
             return {"event": "action-started", **base, "cache": "miss", "key": event.key,
                     "reasons": list(event.reasons)}

@@ -12,15 +12,11 @@ looks at caches nor schedules anything.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-import attrs
-
-from hermetic import _archive
 from hermetic._artifacts import Artifacts, rmtree
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
@@ -33,8 +29,7 @@ from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environmen
 HOSTILE = {"path-escape", "link-escape", "special-file", "bomb"}
 
 
-@attrs.frozen
-class RunResult:
+class RunResult(NamedTuple):
     """An action's outputs (path -> entry, all in the store) and its log."""
 
     outputs: dict[str, Entry]
@@ -47,9 +42,9 @@ class Runner(Protocol):
     def run(self, action: Action, artifacts: Artifacts) -> RunResult: ...
 
 
-@attrs.frozen
 class WriteRunner:
-    store: Store
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         d = self.store.put_bytes(action.params["content"].encode())
@@ -57,9 +52,9 @@ class WriteRunner:
                                                         bool(action.params.get("executable")))})
 
 
-@attrs.frozen
 class FetchRunner:
-    fetcher: FetchResolver
+    def __init__(self, fetcher: FetchResolver) -> None:
+        self.fetcher = fetcher
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         key_path = artifacts.sources.get(action.inputs[0].path) if action.inputs else None
@@ -70,9 +65,9 @@ class FetchRunner:
         return RunResult({action.outputs[0].path: Entry(d.hash, d.size)})
 
 
-@attrs.frozen
 class ExtractRunner:
-    store: Store
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         src = action.inputs[0]
@@ -84,6 +79,8 @@ class ExtractRunner:
         try:
             dest = staging / "tree"
             dest.mkdir()
+            from hermetic import _archive  # tarfile and zipfile: only when something is extracted
+
             try:
                 _archive.extract(self.store.blob_path(archive.hash), dest,
                                  strip_prefix=action.params.get("strip_prefix") or "", name=src.name,
@@ -98,16 +95,17 @@ class ExtractRunner:
         return RunResult({action.outputs[0].path: Entry(d.hash, d.size, True)})
 
 
-@attrs.frozen
 class SandboxRunner:
     """A ``run`` action's command in the local sandbox: inputs hard-linked
     read-only, outputs and scratch private, toolchain wrappers on ``PATH``."""
 
-    store: Store
-    sandbox: Sandbox
-    source_date_epoch: int
-    jobs: int
-    variation: Variation | None = None
+    def __init__(self, store: Store, sandbox: Sandbox, source_date_epoch: int, jobs: int,
+                 variation: Variation | None = None) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self.source_date_epoch = source_date_epoch
+        self.jobs = jobs
+        self.variation = variation
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         staging = self.store.staging_dir("action.")
@@ -232,5 +230,7 @@ def tail(log: Path, lines: int = 40) -> str:
 
 
 def shell_join(argv: list[str]) -> str:
+    import shlex
+
     text = shlex.join(argv)
     return text if len(text) < 2000 else text[:2000] + " ..."

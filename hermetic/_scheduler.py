@@ -9,16 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
-import attrs
+from typing import NamedTuple
 
 from hermetic.errors import HermeticError
 from hermetic.model import Action
 from hermetic.sandbox import terminate_all
 
 
-@attrs.frozen
-class Finished:
+class Finished(NamedTuple):
     """One action's end: it *ran* (else the cache served it), or *error*."""
 
     action: Action
@@ -26,8 +24,7 @@ class Finished:
     error: HermeticError | None = None
 
 
-@attrs.frozen
-class Schedule:
+class Schedule(NamedTuple):
     """What a scheduled run did."""
 
     done: tuple[str, ...]

@@ -9,12 +9,11 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from hermetic._analysis import Analysis, Analyzer, load
-from hermetic._answers import ActionWhy, InputDigest, PlannedAction, ToolchainIdentity, WhyReport
 from hermetic._buildfile import Workspace, find_workspace
 from hermetic._cache import Store, default_cache_dir
 from hermetic._execution import BuildStats, Executor
@@ -27,6 +26,9 @@ from hermetic.fetch import FetcherRegistry
 from hermetic.model import Label, Platform
 from hermetic.rules import RuleRegistry
 from hermetic.sandbox import LocalSandbox, Sandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from hermetic import _answers
 
 
 
@@ -219,9 +221,11 @@ class Session:
             store.save_digests()
         return report
 
-    def why(self, labels: Sequence[Label]) -> WhyReport:
+    def why(self, labels: Sequence[Label]) -> _answers.WhyReport:
         """Why each action of *labels*' closure ran (or not) in its last
         build, from the store's history; plus source files edited since."""
+        from hermetic._answers import ActionWhy, WhyReport
+
         analysis, graph = self.analyze(labels)
         order = graph.closure([a for files in analysis.top.values() for a in files])
         history = History(self.store.root)
@@ -265,9 +269,11 @@ class Session:
         return {"deps": loaded.deps, "kinds": {t: d.rule for t, d in loaded.decls.items()},
                 "attrs": {t: d.values for t, d in loaded.decls.items()}}
 
-    def aquery(self, labels: Sequence[Label]) -> list[PlannedAction]:
+    def aquery(self, labels: Sequence[Label]) -> list[_answers.PlannedAction]:
         """The actions of *labels*' closure as a build would see them now:
         command line, env, inputs with digests, outputs, toolchains, key."""
+        from hermetic._answers import InputDigest, PlannedAction, ToolchainIdentity
+
         analysis, graph = self.analyze(labels)
         order = graph.closure([a for files in analysis.top.values() for a in files])
         ex = Executor(store=self.store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),

@@ -8,20 +8,17 @@ signature verifier checks a detached signature against a pinned key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, final
-
-import attrs
+from typing import NamedTuple, Protocol, final
 
 __all__ = ["Fetcher", "FetcherRegistry", "SignatureVerifier", "Verified"]
 
 
-@attrs.frozen
-class Verified:
+class Verified(NamedTuple):
     """A good signature: who made it and when (*description*), and what the
     user should still know (*warnings*: e.g. the key has expired since)."""
 
     description: str
-    warnings: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    warnings: tuple[str, ...] = ()
 
 
 class Fetcher(Protocol):

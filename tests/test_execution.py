@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
 import pytest
 
 from hermetic._session import Session
@@ -179,3 +180,32 @@ def test_two_builds_share_one_store(ws, tmp_path):
     assert sum(r.stats.executed + r.stats.cached for r in results) == 12
     r = session(ws, tmp_path, Plugin()).build([Label("", "top")])
     assert r.stats.executed == 0 and r.outputs[Label("", "top")][0].read_text() == "TBAC"
+
+
+def test_a_delivered_tree_is_left_alone_when_it_is_already_in_place(tmp_path):
+    """A no-op build does not rewrite a tree output (a wheel's dist/); one
+    that differs in any file, mode or extra file is put back exactly."""
+    from hermetic._artifacts import Artifacts
+    from hermetic._cache import Store
+    from hermetic._keys import Entry
+    from hermetic.model import Artifact
+
+    store = Store(tmp_path / "cache")
+    src = tmp_path / "made"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a\n")
+    (src / "sub" / "b.sh").write_text("echo b\n")
+    (src / "sub" / "b.sh").chmod(0o755)
+    d = store.put_tree(src)
+    arts = Artifacts(store, {})
+    art = Artifact("out/x/dist", is_tree=True)
+    arts.record({art.path: Entry(d.hash, d.size, True)}, "key")
+    dest = tmp_path / "hermetic-out" / "dist"
+    assert arts.deliver(art, dest) is True
+    assert arts.deliver(art, dest) is False  # in place: untouched
+    (dest / "sub" / "b.sh").chmod(0o644)
+    assert arts.deliver(art, dest) is True and os.access(dest / "sub" / "b.sh", os.X_OK)
+    (dest / "extra").write_text("x")
+    assert arts.deliver(art, dest) is True and not (dest / "extra").exists()
+    (dest / "a.txt").write_text("A\n")
+    assert arts.deliver(art, dest) is True and (dest / "a.txt").read_text() == "a\n"

@@ -284,10 +284,10 @@ def verify_openpgp(data: Path, signature: Path, key: Path, fingerprint: str) -> 
                                  reason="bad-signature",
                                  hint="a signature made with an expired key proves nothing: get the release "
                                       "signed by a current key, and pin that key")
-            return Verified(f"good signature by {want} made {parts[3]}", [
+            return Verified(f"good signature by {want} made {parts[3]}", (
                 f"the signing key {want} expired on {until}; the signature was made {parts[3]}, while it was "
                 "valid, so it is accepted. Refresh the pinned key file from upstream (a renewed key keeps its "
-                "fingerprint) before a release signed after that date"])
+                "fingerprint) before a release signed after that date",))
     detail = " ".join(line for line in (proc.stdout + proc.stderr).splitlines()
                       if "BADSIG" in line or "ERRSIG" in line or "NO_PUBKEY" in line or "gpgv:" in line)
     raise FetchError(f"OpenPGP signature check failed: {detail.strip() or 'no valid signature'}",
