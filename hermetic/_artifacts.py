@@ -241,19 +241,13 @@ class Artifacts:
                 return False
             files, dirs, links = {}, set(), {}
             for root, dnames, fnames in os.walk(dest):
-                base = Path(root)
-                for name in dnames:
-                    p = base / name
+                for name in (*dnames, *fnames):
+                    p = Path(root) / name
                     rel = str(p.relative_to(dest))
                     if p.is_symlink():
                         links[rel] = os.readlink(p)
-                    else:
+                    elif p.is_dir():
                         dirs.add(rel)
-                for name in fnames:
-                    p = base / name
-                    rel = str(p.relative_to(dest))
-                    if p.is_symlink():
-                        links[rel] = os.readlink(p)
                     else:
                         files[rel] = p
             if set(files) != {f[0] for f in m["files"]} or dirs != set(m["dirs"]) or \
