@@ -233,6 +233,12 @@ class LabelError(HermeticError):
     DEFAULT_REASON = Reason.BAD_LABEL
 
 
+class PlatformError(HermeticError):
+    """A platform name that does not parse (``--platform``, a ``platform`` attribute)."""
+
+    DEFAULT_REASON = Reason.BAD_PLATFORM
+
+
 class CycleError(HermeticError):
     """A dependency cycle between targets or actions."""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 
-from hermetic.errors import LabelError
+from hermetic.errors import LabelError, PlatformError
 
 if TYPE_CHECKING:
     from hermetic.conventions import Conventions
@@ -75,20 +75,20 @@ class Platform:
         ``musllinux-x86_64``, ``manylinux2014-x86_64``, ``win-amd64``."""
         parts = text.strip().lower().split("-")
         if len(parts) not in (2, 3) or not all(parts):
-            raise LabelError(f'"{text}" is not a platform',
-                             hint='use "os-arch[-libc]", e.g. "linux-x86_64", "linux-x86_64-musl", "darwin-aarch64"')
+            raise PlatformError(f'"{text}" is not a platform',
+                                hint='use "os-arch[-libc]", e.g. "linux-x86_64", "linux-x86_64-musl", "darwin-aarch64"')
         os_, arch = _OS_ALIASES.get(parts[0], parts[0]), _ARCH_ALIASES.get(parts[1], parts[1])
         libc = parts[2] if len(parts) == 3 else ""
         if os_ in _LIBC_OS:  # musllinux-x86_64, manylinux2014-x86_64
             if libc:
-                raise LabelError(f'"{text}" names its libc twice', hint=f'use "linux-{arch}-{_LIBC_OS[os_]}"')
+                raise PlatformError(f'"{text}" names its libc twice', hint=f'use "linux-{arch}-{_LIBC_OS[os_]}"')
             os_, libc = "linux", _LIBC_OS[os_]
         if os_ == "linux" and not libc:
             libc = "glibc"
         if os_ == "linux" and libc not in _LINUX_LIBCS:
-            raise LabelError(f'"{text}": unknown libc "{libc}"', hint=f"use one of {', '.join(_LINUX_LIBCS)}")
+            raise PlatformError(f'"{text}": unknown libc "{libc}"', hint=f"use one of {', '.join(_LINUX_LIBCS)}")
         if os_ in ("darwin", "windows") and libc:
-            raise LabelError(f'"{text}": {os_} has no libc variants', hint=f'use "{os_}-{arch}"')
+            raise PlatformError(f'"{text}": {os_} has no libc variants', hint=f'use "{os_}-{arch}"')
         return cls(os_, arch, libc)
 
     @property

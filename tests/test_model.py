@@ -52,3 +52,18 @@ def test_where_a_toolchain_package_lives_is_in_no_key():
 
     assert tc("/home/alice/.cache/hermetic/toolchains/z").fingerprint == tc("/srv/ci/cache/toolchains/z").fingerprint
     assert tc("/a").root_env == "HERMETIC_TOOLCHAIN_CC"
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    pytest.param("linux", "is not a platform", id="no-arch"),
+    pytest.param("linux-x86_64-foo", 'unknown libc "foo"', id="libc"),
+    pytest.param("musllinux-x86_64-musl", "names its libc twice", id="twice"),
+    pytest.param("darwin-arm64-musl", "has no libc variants", id="darwin-libc"),
+])
+def test_a_bad_platform_is_reported_as_a_platform(text, why):
+    from hermetic.errors import PlatformError
+    from hermetic.model import Platform
+
+    with pytest.raises(PlatformError) as e:
+        Platform.parse(text)
+    assert e.value.reason == "bad-platform" and why in str(e.value)
