@@ -526,6 +526,10 @@ def _print_critical_path(s: Any, labels: list[Any], *, as_json: bool = False) ->
             {"id": a.id, "action": a.describe(), "seconds": round(seconds[a.id], 3)} for a in path]}, indent=2))
         return
     busy = sum(seconds.values())
+    if not busy:
+        print("critical path: nothing ran in the last build (everything came from a cache, or it was never built); "
+              "`hermetic why` says which")
+        return
     print(f"critical path: {len(path)} actions, {total:.1f}s of the last build's {busy:.1f}s of action time"
           + (f" ({total / busy:.0%})" if busy else ""))
     for a in path:
