@@ -177,6 +177,19 @@ def build_counts(stderr: str) -> tuple[int, int, int, int]:
     return tuple(int(x or 0) for x in found[0])  # type: ignore[return-value]
 
 
+def copy_store(src: Path, dest: Path) -> Path:
+    """A private copy of a store that other builds may be using right now:
+    its results and blobs, not its staging area (``tmp/``: running actions'
+    directories come and go), its tree checkouts (``trees/``: made again on
+    first use) or the hidden temporary files of writes in progress."""
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n.startswith(".")}
+        return skip | ({"tmp", "trees"} & set(names) if Path(directory) == src else set())
+
+    shutil.copytree(src, dest, ignore=ignore)
+    return dest
+
+
 def machine_paths_in(data: bytes, *extra: str) -> set[str]:
     """Absolute paths of the build machine found in *data* (a binary): the
     sandbox roots, home, the venv, /tmp, /usr ... and any *extra*."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLAGSHIP, build_counts, copy_workspace, hermetic_cli, pinned_openssl_version
+from conftest import FLAGSHIP, build_counts, copy_store, copy_workspace, hermetic_cli, pinned_openssl_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.linux, pytest.mark.network, pytest.mark.bwrap]
 
@@ -138,7 +138,7 @@ def test_noop_and_restore_from_store(tmp_path, warm_store):
 def test_binding_change_rebuilds_only_the_binding(tmp_path, warm_store):
     ws = copy_workspace(tmp_path / "ws")
     store = tmp_path / "store"
-    shutil.copytree(warm_store, store)  # this test adds results; keep the shared store as it was
+    copy_store(warm_store, store)  # this test adds results; keep the shared store as it was
     src = ws / "recipes" / "pyossl" / "binding.c"
     src.write_text(src.read_text().replace("static int hx_random(", "/* changed */\nstatic int hx_random(", 1))
     log = tmp_path / "events.jsonl"
