@@ -146,7 +146,7 @@ class Executor:
             hit = self.store.get_action(key)
             cached = ActionResult.from_json(hit) if hit is not None else None
             # outputs the user asked for are re-hashed first: a damaged blob means a rebuild
-            if hit is not None and cached is not None and self.artifacts.intact(self.goals, cached.outputs):
+            if cached is not None and self.artifacts.intact(self.goals, cached.outputs):
                 self.artifacts.record(cached.outputs, key)
                 if self.remote is not None:
                     self.remote.share_local_hit(key, self.materials[action.id], hit, action.describe())

@@ -70,8 +70,7 @@ class ExtractRunner:
         self.store = store
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
-        src = action.inputs[0]
-        artifacts.ensure_local(src.path)
+        src = action.inputs[0]  # already local: Runners.run fetched every input
         archive = artifacts.entry(src)
         if not self.store.verify_blob(archive.digest):
             raise CacheError(f"{src.path} is missing or corrupt in the store", reason="corrupt-blob")

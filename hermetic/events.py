@@ -95,11 +95,3 @@ Report: TypeAlias = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """A report that watches nothing."""
-
-
-def fan_out(reports: Sequence[Report]) -> Report:
-    """One report that passes every event to each of *reports*."""
-    def report(event: Event) -> None:
-        for r in reports:
-            r(event)
-    return report
