@@ -80,13 +80,15 @@ class ActionWhy:
     seconds: float | None = None
     reasons: tuple[Mapping[str, Any], ...] = ()
     edited_since: tuple[Mapping[str, Any], ...] = ()
+    #: cache | remote-cache | local | remote:<worker> (None: recorded before hermetic said)
+    where: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "action": self.action, "mnemonic": self.mnemonic, "owner": self.owner,
                                "outcome": self.outcome}
         if self.outcome != "never-built":
             out.update(key=self.key, time=self.time, seconds=self.seconds, reasons=list(self.reasons),
-                       edited_since=list(self.edited_since))
+                       edited_since=list(self.edited_since), where=self.where)
         return out
 
 

@@ -57,7 +57,8 @@ class Executor:
                  report: Report | None = None, use_cache: bool = True, goals: Sequence[Artifact] = (),
                  variation: Variation | None = None, remote: Any = None,
                  producer: Callable[[str], Action | None] | None = None, history: History | None = None,
-                 artifacts: Artifacts | None = None) -> None:
+                 artifacts: Artifacts | None = None, remote_executor: Any = None,
+                 local_jobs: int | None = None) -> None:
         self.store = store
         self.goals = {a.path for a in goals}
         self.sde = source_date_epoch
@@ -71,8 +72,10 @@ class Executor:
             artifacts = Artifacts(store, sources, remote=remote, producer=self.producer)
             artifacts.fallback = self._run_after_remote_failed
         self.artifacts = artifacts
+        self.remote_executor = remote_executor  # a hermetic._remote_exec.RemoteExecutor, or None
         self.runners = Runners(store=store, sandbox=sandbox, fetcher=fetcher, source_date_epoch=source_date_epoch,
-                               jobs=jobs, variation=variation)
+                               jobs=jobs, variation=variation, remote_executor=remote_executor,
+                               local_jobs=local_jobs)
         self.scheduler = Scheduler(jobs=jobs, keep_going=keep_going)
         self.stats = BuildStats()
         self.keys: dict[str, str] = {}  # action id -> key, this build
@@ -81,6 +84,8 @@ class Executor:
         self.seconds: dict[str, float] = {}
         self.out_bytes: dict[str, int] = {}
         self.remote_ids: set[str] = set()
+        #: action id -> where it was done: cache, remote-cache, local, remote:<worker>
+        self.where: dict[str, str] = {}
         self._extra_executed = 0  # remote hits whose outputs could not be downloaded
         self._ingredients: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -150,31 +155,47 @@ class Executor:
                 self.artifacts.record(cached.outputs, key)
                 if self.remote is not None:
                     self.remote.share_local_hit(key, self.materials[action.id], hit, action.describe())
-                self._outcome(action, key, "cached")
+                self._outcome(action, key, "cached", where="cache")
                 return False
             if self.remote is not None and self._remote_hit(action, key):
-                self._outcome(action, key, "remote")
+                self._outcome(action, key, "remote", where="remote-cache")
                 return False
         reasons = self._reasons(action, key)
         with self._lock:
             self.why[action.id] = reasons
         self.report(ActionStarted(action, key, reasons))
         t0 = time.monotonic()
-        self._run_and_store(action, key)
-        self._outcome(action, key, "executed", reasons, time.monotonic() - t0)
+        done = self._run_and_store(action, key)
+        if done.where == "remote-cache":  # the remote executor's own action cache had it
+            with self._lock:
+                self.remote_ids.add(action.id)
+            self._outcome(action, key, "remote", where=done.where)
+            return False
+        self._outcome(action, key, "executed", reasons, time.monotonic() - t0, where=done.where)
         return True
 
     def _outcome(self, action: Action, key: str, outcome: str, reasons: list[dict[str, Any]] | None = None,
-                 seconds: float = 0.0) -> None:
+                 seconds: float = 0.0, where: str = "local") -> None:
         entries = self.artifacts.entries
         with self._lock:
+            self.where[action.id] = where
             self.seconds[action.id] = seconds
             self.out_bytes[action.id] = sum(entries[o.path].size for o in action.outputs if o.path in entries)
         if self.history is not None:
-            self.history.record(action, key, outcome, reasons, seconds if outcome == "executed" else None)
+            self.history.record(action, key, outcome, reasons, seconds if outcome == "executed" else None, where)
 
     def _run_and_store(self, action: Action, key: str) -> RunResult:
         done = self.runners.run(action, self.artifacts)
+        if done.where != "local":
+            # made on the cluster: its bytes are there; the team cache learns hermetic's key for
+            # them, and they come here only when something here needs them
+            result = ActionResult(done.outputs, done.log, action.mnemonic, str(action.owner)).to_json()
+            if self.remote is not None:
+                self.remote.upload(key, self.materials[action.id], result, action.describe())
+            if self.artifacts.adopt_remote(action, key, result, self.goals):
+                return done
+            self.report(Note(f"running {action.describe()} here: its remote outputs cannot be downloaded"))
+            done = self.runners.run_local(action, self.artifacts)
         result = ActionResult(done.outputs, done.log, action.mnemonic, str(action.owner)).to_json()
         self.store.put_action(key, result)
         self.artifacts.record(done.outputs, key)
@@ -221,7 +242,8 @@ class Executor:
                 self.report(ActionFailure(a, f.error, key))
                 return
             self.report(ActionFinished(a, not f.ran, done, len(order), key, self.seconds.get(a.id, 0.0),
-                                       self.out_bytes.get(a.id, 0), not f.ran and a.id in self.remote_ids))
+                                       self.out_bytes.get(a.id, 0), not f.ran and a.id in self.remote_ids,
+                                       self.where.get(a.id, "local")))
 
         try:
             run = self.scheduler.run(order, deps, self._execute_one, finished)

@@ -259,7 +259,7 @@ class History:
         return changes
 
     def record(self, action: Action, key: str, outcome: str, reasons: list[dict[str, Any]] | None = None,
-               seconds: float | None = None) -> None:
+               seconds: float | None = None, where: str | None = None) -> None:
         prev = self._old.get(action.id) or {}
         self._new[action.id] = {
             "key": key,
@@ -267,6 +267,8 @@ class History:
             "outcome": outcome, "time": time.time(), "describe": action.describe(),
             "reasons": reasons or [], "seconds": seconds,
         }
+        if where is not None:
+            self._new[action.id]["where"] = where
 
     def save(self) -> None:
         """Merge this build's records into the file (other builds may have

@@ -58,7 +58,7 @@ class PlainRenderer:
                     self.line(f"[{event.done}/{event.total}] cached {a.describe()}")
             else:
                 secs = time.monotonic() - self.started.get(a.id, time.monotonic())
-                self.line(f"[{event.done}/{event.total}] done   {a.describe()} ({secs:.1f}s)")
+                self.line(f"[{event.done}/{event.total}] done   {a.describe()} ({secs:.1f}s{_on(event.where)})")
         elif isinstance(event, ActionFailure):
             self.line(f"[failed] {event.action.describe()}")
         elif isinstance(event, Note):
@@ -144,7 +144,8 @@ class LiveRenderer(PlainRenderer):
                     self.line(f"[dim]cached {_esc(a.describe())}[/]")
             else:
                 self.executed += 1
-                self.line(f"[green]done[/]   {_esc(a.describe())} [dim]({time.monotonic() - t:.1f}s)[/]")
+                self.line(f"[green]done[/]   {_esc(a.describe())} "
+                          f"[dim]({time.monotonic() - t:.1f}s{_esc(_on(event.where))})[/]")
             return
         if isinstance(event, VerifyBegun):  # the rebuild reports line by line: the panel has done its job
             self.live.stop()
@@ -201,6 +202,13 @@ def _clock(secs: float) -> str:
     return f"{m:02d}:{s:02d}"
 
 
+def _on(where: str) -> str:
+    """Where an executed action ran, for a progress line ("" when here)."""
+    if where.startswith("remote:"):
+        return f", on remote worker {where[len('remote:'):]}"
+    return ", remote action cache" if where == "remote-cache" else ""
+
+
 class EventLog:
     """``--event-log FILE``: every event as one JSON object per line, with
     a timestamp; the file is written as events happen (flushed per line)."""
@@ -233,7 +241,8 @@ class EventLog:
         if isinstance(event, ActionFinished):
             status = ("remote" if event.remote else "cached") if event.cached else "executed"
             return {"event": "action-finished", **base, "status": status, "cache": "hit" if event.cached else "miss",
-                    "key": event.key, "seconds": round(event.seconds, 3), "bytes": event.bytes}
+                    "key": event.key, "seconds": round(event.seconds, 3), "bytes": event.bytes,
+                    "where": event.where}
         if isinstance(event, ActionFailure):
             return {"event": "action-finished", **base, "status": "failed", "cache": "miss",
                     "key": event.key, "error": str(event.error)[:2000]}

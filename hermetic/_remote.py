@@ -58,6 +58,8 @@ class RemoteConfig:
     signing_key: _signing.SecretKey | None = attrs.field(default=None, repr=False)
     max_errors: int = 3
     upload_local_hits: bool = False
+    #: a Remote Execution API endpoint (grpc:// or grpcs://) that runs actions
+    executor: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -100,14 +102,24 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
         if not isinstance(section, dict):
             raise RemoteError(f"{user_file}: [remote] must be a table")
         take(section, str(user_file))
-    take({"cache": env.get("HERMETIC_REMOTE_CACHE"), "upload": env.get("HERMETIC_REMOTE_UPLOAD")},
-         "the environment")
+    take({"cache": env.get("HERMETIC_REMOTE_CACHE"), "upload": env.get("HERMETIC_REMOTE_UPLOAD"),
+          "executor": env.get("HERMETIC_REMOTE_EXECUTOR")}, "the environment")
     take(cli, "the command line")
+    executor = merged.get("executor")
+    if executor:
+        if urlsplit(str(executor)).scheme not in ("grpc", "grpcs"):
+            raise RemoteError(f'{origin["executor"]}: remote executor "{executor}" is not a grpc(s):// URL',
+                              hint="the Remote Execution API speaks gRPC: e.g. --remote-executor grpc://host:50051")
+        executor = str(executor).rstrip("/")
+        if not merged.get("cache"):  # results of remote actions are shared through the same server
+            merged["cache"] = executor
+            origin["cache"] = origin["executor"]
     url = merged.get("cache")
     if not url:
         return None
     known = {"cache", "upload", "instance", "timeout", "token_env", "token_file", "tls_ca_file",
-             "tls_client_cert", "tls_client_key", "trusted_keys", "signing_key", "max_errors", "upload_local_hits"}
+             "tls_client_cert", "tls_client_key", "trusted_keys", "signing_key", "max_errors", "upload_local_hits",
+             "executor"}
     for k in merged:
         if k not in known:
             raise RemoteError(f'{origin[k]}: unknown remote setting "{k}"',
@@ -148,7 +160,7 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
         raise RemoteError(f"remote timeout/max_errors must be numbers ({exc})") from exc
     return RemoteConfig(str(url).rstrip("/"), bool(upload), str(merged.get("instance", "")), timeout, token,
                         merged.get("tls_ca_file"), merged.get("tls_client_cert"), merged.get("tls_client_key"),
-                        trusted, signing, max_errors, upload_local_hits)
+                        trusted, signing, max_errors, upload_local_hits, executor or None)
 
 
 # -- transports ----------------------------------------------------------------
@@ -327,6 +339,29 @@ class GrpcTransport:
         except self.grpc.RpcError as exc:
             raise TransportError(f"ByteStream.Read {d.hash[:12]}…: {exc.code().name}") from exc
         return b"".join(chunks)
+
+    def write_batch(self, blobs: Sequence[tuple[Digest, bytes]]) -> None:
+        """Small blobs in as few BatchUpdateBlobs requests as fit."""
+        batch: list[Any] = []
+        total = 0
+
+        def flush() -> None:
+            if not batch:
+                return
+            resp = self._call(self.cas.BatchUpdateBlobs, self.pb.BatchUpdateBlobsRequest(
+                instance_name=self.instance, requests=batch), total)
+            for r in resp.responses:
+                if r.status.code != 0:
+                    raise TransportError(f"upload {r.digest.hash[:12]}…: status {r.status.code} {r.status.message}")
+            batch.clear()
+
+        for d, data in blobs:
+            if total + d.size > BATCH_LIMIT * 3:
+                flush()
+                total = 0
+            batch.append(self.pb.BatchUpdateBlobsRequest.Request(digest=self._digest(d), data=data))
+            total += d.size
+        flush()
 
     def write(self, digest: Digest, path: Path) -> None:
         if digest.size <= BATCH_LIMIT:

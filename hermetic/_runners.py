@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from hermetic._artifacts import Artifacts, rmtree
 from hermetic._cache import Store
@@ -30,10 +30,14 @@ HOSTILE = {"path-escape", "link-escape", "special-file", "bomb"}
 
 
 class RunResult(NamedTuple):
-    """An action's outputs (path -> entry, all in the store) and its log."""
+    """An action's outputs (path -> entry) and its log. *where* it ran:
+    ``local``, ``remote:<worker>``, or ``remote-cache`` (a remote executor
+    found it in its action cache); remote outputs may not be in the store
+    yet (:meth:`Artifacts.adopt_remote`)."""
 
     outputs: dict[str, Entry]
     log: Digest | None = None
+    where: str = "local"
 
 
 class Runner(Protocol):
@@ -191,20 +195,40 @@ class SandboxRunner:
 
 
 class Runners:
-    """The runner for each action kind."""
+    """The runner for each action kind. With a remote executor
+    (:class:`hermetic._remote_exec.RemoteExecutor`), ``run`` actions go to
+    the cluster and their inputs need not be here."""
 
     def __init__(self, *, store: Store, sandbox: Sandbox, fetcher: FetchResolver, source_date_epoch: int,
-                 jobs: int, variation: Variation | None = None) -> None:
+                 jobs: int, variation: Variation | None = None, remote_executor: Any = None,
+                 local_jobs: int | None = None) -> None:
+        local = SandboxRunner(store, sandbox, source_date_epoch, local_jobs or jobs, variation)
         self.by_kind: dict[str, Runner] = {
             "write": WriteRunner(store), "fetch": FetchRunner(fetcher), "extract": ExtractRunner(store),
-            "run": SandboxRunner(store, sandbox, source_date_epoch, jobs, variation),
+            "run": local,
         }
+        self.remote_kinds: frozenset[str] = frozenset()
+        if remote_executor is not None:
+            from hermetic._remote_exec import RemoteRunner
+
+            self.by_kind["run"] = RemoteRunner(remote_executor, local, local_jobs or jobs)
+            self.remote_kinds = frozenset({"run"})
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
-        """Run *action* from *artifacts*' inputs; its outputs are in the store."""
+        """Run *action* from *artifacts*' inputs; its outputs are in the store
+        (or, run remotely, on the remote)."""
+        if action.kind not in self.remote_kinds:
+            for art in action.needs:
+                artifacts.ensure_local(art.path)
+        return self.by_kind[action.kind].run(action, artifacts)
+
+    def run_local(self, action: Action, artifacts: Artifacts) -> RunResult:
+        """Run *action* here whatever the configuration."""
+        runner = self.by_kind[action.kind]
+        local = getattr(runner, "local", runner)
         for art in action.needs:
             artifacts.ensure_local(art.path)
-        return self.by_kind[action.kind].run(action, artifacts)
+        return local.run(action, artifacts)  # type: ignore[no-any-return]
 
 
 def _missing(action: Action, out: Artifact, argv: list[str], log: Path) -> ActionFailed:

@@ -39,6 +39,11 @@ class BuildResult:
     output_dir: Path
 
 
+#: default -j per local core when actions run on a remote executor: the local
+#: machine only uploads, waits and downloads (actions that fall back to running
+#: here still take at most one slot per core)
+REMOTE_JOBS_PER_CORE = 4
+
 class Session:
     def __init__(self, cwd: Path | None = None, *, cache_dir: Path | None = None, output_dir: Path | None = None,
                  sandbox: str = "auto", distdirs: Sequence[Path] = (), jobs: int | None = None,
@@ -55,6 +60,8 @@ class Session:
         self.output_dir = Path(output_dir) if output_dir else self.root / "hermetic-out"
         self.sandbox_mode = sandbox
         self.distdirs = [Path(d) for d in distdirs]
+        #: -j as given (None: the default, which depends on whether actions run remotely)
+        self.jobs_asked = jobs
         self.jobs = jobs or os.cpu_count() or 1
         self.keep_going = keep_going
         self.report = report or ignore
@@ -102,6 +109,17 @@ class Session:
             self._remote = False if config is None else RemoteCache(config, self.store, report=self.report)
         return self._remote or None
 
+    def remote_executor(self, sandbox: Sandbox) -> Any:
+        """The RemoteExecutor for this build, or None (no executor configured)."""
+        cache = self.remote()
+        if cache is None or not cache.config.executor:
+            return None
+        from hermetic._remote_exec import RemoteExecutor
+
+        return RemoteExecutor(cache.config, self.store, cache, os_name=self.host.os,
+                              sandbox_profile=sandbox.profile(), source_date_epoch=self.ws.config.source_date_epoch,
+                              report=self.report)
+
     def sandbox(self) -> Sandbox:
         if self.sandbox_mode == "none":
             return LocalSandbox()
@@ -125,12 +143,18 @@ class Session:
         order = graph.closure(goals)
         store = self.store
         remote = self.remote() if use_cache else None
+        sandbox = self.sandbox()
+        executor = self.remote_executor(sandbox) if use_cache else None
+        jobs = self.jobs
+        if executor is not None and self.jobs_asked is None:
+            jobs = max(8, REMOTE_JOBS_PER_CORE * (os.cpu_count() or 1))
         with store.locked():
-            ex = Executor(store=store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
-                          sources=analysis.sources, jobs=self.jobs, keep_going=self.keep_going,
+            ex = Executor(store=store, sandbox=sandbox, fetcher=self._fetch_resolver(),
+                          sources=analysis.sources, jobs=jobs, keep_going=self.keep_going,
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
                           use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get,
-                          history=History(store.root) if use_cache else None)
+                          history=History(store.root) if use_cache else None, remote_executor=executor,
+                          local_jobs=self.jobs)
             self.report(BuildStarted(len(order), labels))
             try:
                 stats = ex.execute(order, graph.deps)
@@ -239,7 +263,7 @@ class Session:
             edited = self._edited_since(history.ingredients_of(entry["key"]), analysis.sources)
             actions.append(ActionWhy(**common, outcome=entry["outcome"], key=entry["key"], time=entry["time"],
                                      seconds=entry.get("seconds"), reasons=tuple(entry.get("reasons") or ()),
-                                     edited_since=tuple(edited)))
+                                     edited_since=tuple(edited), where=entry.get("where")))
         return WhyReport(tuple(str(t) for t in labels), tuple(actions))
 
     def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float]]:
@@ -323,6 +347,11 @@ class Session:
         if ex.remote is not None:
             data["remote"] = {"url": ex.remote.config.url, "upload": ex.remote.config.upload,
                               **ex.remote.stats.to_json()}
+        rx = ex.remote_executor
+        if rx is not None:
+            data["remote_execution"] = {
+                "url": rx.url, "executed": rx.executed, "workers": dict(rx.workers), "fell_back": rx.disabled,
+                "local": sum(1 for w in ex.where.values() if w == "local"), "seconds": dict(rx.timings)}
         try:
             (self.store.root / "last-build.json").write_text(json.dumps(data))
         except OSError:

@@ -36,9 +36,14 @@ def _size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
 
 
-def _remote_options(p: argparse.ArgumentParser) -> None:
+def _remote_options(p: argparse.ArgumentParser, *, executor: bool = False) -> None:
     g = p.add_argument_group("remote cache (also $HERMETIC_REMOTE_CACHE, [remote] in ~/.config/hermetic/config.toml, "
                              "[workspace.remote] in the root BUILD.toml)")
+    if executor:
+        g.add_argument("--remote-executor", metavar="URL",
+                       help="run actions on a Remote Execution API cluster, grpc(s)://host:port (also "
+                            "$HERMETIC_REMOTE_EXECUTOR, executor = in [remote]); also the remote cache unless "
+                            "--remote-cache names another")
     g.add_argument("--remote-cache", metavar="URL", help="http(s)://host/path (Bazel HTTP cache) or "
                    "grpc(s)://host:port (REAPI)")
     g.add_argument("--remote-upload", choices=["true", "false"], help="write results to the remote (default true)")
@@ -53,6 +58,7 @@ def _remote_options(p: argparse.ArgumentParser) -> None:
 
 def _remote_cli(args: argparse.Namespace) -> dict[str, object]:
     return {"cache": args.remote_cache, "upload": args.remote_upload, "instance": args.remote_instance,
+            "executor": getattr(args, "remote_executor", None),
             "upload_local_hits": args.remote_upload_local_hits,
             "timeout": args.remote_timeout, "trusted_keys": args.trusted_key,
             "signing_key": str(args.signing_key) if args.signing_key else None}
@@ -82,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", parents=[common], help="build targets (fetch, compile, package, test)")
     b.add_argument("targets", nargs="+", metavar="TARGET")
-    b.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs (default: number of cores)")
+    b.add_argument("-j", "--jobs", type=int, default=None,
+                   help="parallel jobs (default: the number of cores; with --remote-executor 4x that, at least 8)")
     b.add_argument("-k", "--keep-going", action="store_true", help="build all that does not depend on a failure")
     b.add_argument("-o", "--output-dir", type=Path, help="where outputs go (default: <workspace>/hermetic-out)")
     b.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
@@ -94,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
                         "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
                         "macos-x86_64, windows-x86_64")
     _display_options(b)
-    _remote_options(b)
+    _remote_options(b, executor=True)
 
     v = sub.add_parser("verify", parents=[common],
                        help="rebuild without the cache, under varied conditions, and compare",
@@ -179,6 +186,20 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("name", help="the key's name, e.g. ci-2026 (signatures say which key made them)")
     kg.add_argument("--dir", type=Path, default=None,
                     help="where NAME.secret and NAME.pub go (default ~/.config/hermetic/keys)")
+
+    wk = sub.add_parser("worker", parents=[common],
+                        help="serve a Remote Execution cluster: run its actions in hermetic's sandbox (a bot of "
+                             "BuildGrid's Remote Workers API)")
+    wk.add_argument("--server", metavar="URL", default=os.environ.get("HERMETIC_REMOTE_EXECUTOR"),
+                    help="grpc(s)://host:port of the Bots and CAS services (default $HERMETIC_REMOTE_EXECUTOR)")
+    wk.add_argument("--instance", default="", metavar="NAME", help="REAPI instance name")
+    wk.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="actions to run at once (default: the number of cores)")
+    wk.add_argument("--name", default=None, help="the bot id (default HOST-PID); a worker restarted with the same "
+                                                 "name takes over its old session")
+    wk.add_argument("--platform", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra platform property to advertise (repeatable)")
+    wk.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto")
     return p
 
 
@@ -270,6 +291,42 @@ def _session(args: argparse.Namespace, **kw: Any):  # type: ignore[no-untyped-de
     return Session(args.directory, cache_dir=args.cache_dir, platform=getattr(args, "platform", None), **kw)
 
 
+def _worker(args: argparse.Namespace) -> ExitCode:
+    import socket
+
+    from hermetic._cache import default_cache_dir
+    from hermetic._plugins import Hooks, make_plugin_manager
+    from hermetic._remote import resolve
+    from hermetic.errors import RemoteError, SandboxError
+    from hermetic.sandbox import LocalSandbox, SandboxConfig
+
+    if not args.server:
+        raise RemoteError("hermetic worker needs --server grpc(s)://HOST:PORT (or $HERMETIC_REMOTE_EXECUTOR)",
+                          reason="usage")
+    extra = []
+    for item in args.platform:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise RemoteError(f'--platform "{item}" is not KEY=VALUE', reason="usage")
+        extra.append((k, v))
+    config = resolve({"cache": args.server, "instance": args.instance, "timeout": 30.0}, {}, "worker")
+    if config is None or config.scheme not in ("grpc", "grpcs"):
+        raise RemoteError(f'--server "{args.server}" is not a grpc(s):// URL', reason="usage")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    hooks = Hooks(make_plugin_manager())
+    host = hooks.host_platform()
+    sandbox = LocalSandbox() if args.sandbox == "none" else hooks.sandbox(host, SandboxConfig(args.sandbox, cache_dir))
+    if sandbox is None:
+        raise SandboxError(f"no sandbox available on {host}", hint="install bubblewrap (apt-get install "
+                           "bubblewrap), or run the worker with --sandbox=none", reason="no-sandbox")
+    from hermetic import _worker
+
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    _worker.run(server=config.url, instance=args.instance, name=name, jobs=args.jobs or os.cpu_count() or 1,
+                cache_dir=cache_dir, hooks=hooks, host=host, sandbox=sandbox, extra=extra, config=config)
+    return ExitCode.OK
+
+
 def _run(args: argparse.Namespace) -> ExitCode:
     if args.command == "build":
         return _build(args)
@@ -283,6 +340,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _graph(args)
     if args.command == "aquery":
         return _aquery(args)
+    if args.command == "worker":
+        return _worker(args)
     if args.command == "clean":
         s = _session(args)
         for p in s.clean(expunge=args.expunge):
@@ -320,6 +379,11 @@ def _run(args: argparse.Namespace) -> ExitCode:
                     print(f"  hits {rs['hits']}, misses {rs['misses']}, untrusted {rs['untrusted']}, "
                           f"corrupt {rs['corrupt']}, errors {rs['errors']}, uploads {rs['uploads']}")
                     print(f"  downloaded {rs['bytes_down'] / 1e6:.1f} MB, uploaded {rs['bytes_up'] / 1e6:.1f} MB")
+                rx = lb.get("remote_execution")
+                if rx:
+                    workers = ", ".join(f"{w}: {n}" for w, n in sorted(rx["workers"].items())) or "none"
+                    print(f"remote executor: {rx['url']}: {rx['executed']} actions ran there ({workers}); "
+                          f"{rx['local']} ran here{' (cluster unusable: fell back)' if rx['fell_back'] else ''}")
             return ExitCode.OK
         res = store.gc(args.max_size)
         print(f"removed {res['blobs_removed']} blobs ({res['bytes_freed'] / 1e6:.1f} MB), dropped "
@@ -557,6 +621,8 @@ def _why(args: argparse.Namespace) -> ExitCode:
           + (f", {len(never)} never built" if never else ""))
     for a in ran:
         secs = f" ({a.seconds:.1f}s)" if a.seconds else ""
+        if a.where and a.where.startswith("remote:"):
+            secs += f" on remote worker {a.where[len('remote:'):]}"
         verb = "FAILED" if a.outcome == "failed" else "ran"
         print(f"{verb} {a.action}{secs} because:")
         for r in a.reasons:

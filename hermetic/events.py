@@ -33,7 +33,10 @@ class ActionStarted(NamedTuple):
 
 
 class ActionFinished(NamedTuple):
-    """*action* is done: it ran, or (*cached*) a cache served it (*remote*: the team's)."""
+    """*action* is done: it ran, or (*cached*) a cache served it (*remote*:
+    the team's). *where*: ``cache`` (the local store), ``remote-cache``,
+    ``local`` (ran here) or ``remote:<worker>`` (ran on a remote executor's
+    worker)."""
 
     action: Action
     cached: bool
@@ -43,6 +46,7 @@ class ActionFinished(NamedTuple):
     seconds: float = 0.0
     bytes: int = 0
     remote: bool = False
+    where: str = "local"
 
 
 class ActionFailure(NamedTuple):

@@ -23,7 +23,7 @@ import attrs
 
 __all__ = ["Completed", "Layout", "LocalSandbox", "Sandbox", "SandboxConfig", "SandboxRequest", "Variation",
            "base_environment", "can_shuffle_dirs", "faketime_environment", "run_process", "shuffled_view",
-           "terminate_all"]
+           "terminate_all", "terminate_thread"]
 
 
 @attrs.frozen
@@ -204,7 +204,7 @@ def can_shuffle_dirs() -> str | None:
         return "no /dev/fuse"
     return None
 
-_running: set[subprocess.Popen[bytes]] = set()
+_running: dict[subprocess.Popen[bytes], int] = {}  # process -> the thread that waits for it
 _running_lock = threading.Lock()
 
 
@@ -220,7 +220,7 @@ def run_process(argv: list[str], *, log: Path | None, timeout: float | None, cwd
             out.write(f"cannot start {argv[0]}: {exc}\n".encode())
             return Completed(127)
         with _running_lock:
-            _running.add(proc)
+            _running[proc] = threading.get_ident()
         try:
             return Completed(proc.wait(timeout=timeout))
         except subprocess.TimeoutExpired:
@@ -229,13 +229,23 @@ def run_process(argv: list[str], *, log: Path | None, timeout: float | None, cwd
             return Completed(-9, timed_out=True)
         finally:
             with _running_lock:
-                _running.discard(proc)
+                _running.pop(proc, None)
 
 
 def terminate_all() -> None:
     """Kill every action process still running."""
     with _running_lock:
         procs = list(_running)
+    for p in procs:
+        with contextlib.suppress(OSError):
+            p.kill()
+
+
+def terminate_thread(ident: int) -> None:
+    """Kill the action process that thread *ident* runs (a cancelled
+    remote lease); the sandbox takes the rest of the action down with it."""
+    with _running_lock:
+        procs = [p for p, t in _running.items() if t == ident]
     for p in procs:
         with contextlib.suppress(OSError):
             p.kill()

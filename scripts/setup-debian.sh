@@ -34,10 +34,12 @@ $SUDO apt-get install -y -q --no-install-recommends \
 # musllinux wheel against a real musl libc.so (tests/test_platforms.py); graphviz:
 # `hermetic graph --format svg|png` draws with its dot
 
-# nginx for the remote-cache tests (WebDAV PUT is in Debian's nginx). Tests
-# start their own nginx on 127.0.0.1; the package must not start the system
-# service, so service starts are refused while it is installed.
-if ! command -v nginx >/dev/null; then
+# nginx for the remote-cache tests (WebDAV PUT is in Debian's nginx) and
+# PostgreSQL for BuildGrid's scheduler (remote execution). Tests and
+# scripts/remote-cluster start their own servers on 127.0.0.1; the packages
+# must not start the system services, so service starts are refused while
+# they are installed.
+if ! command -v nginx >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then
@@ -45,6 +47,6 @@ if ! command -v nginx >/dev/null; then
     $SUDO chmod +x "$policy"
     made_policy=1
   fi
-  $SUDO apt-get install -y -q --no-install-recommends nginx
+  $SUDO apt-get install -y -q --no-install-recommends nginx postgresql
   if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
 fi

@@ -14,9 +14,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,verify]'
 
-# BuildGrid (a REAPI server) for the remote-cache tests, in its own venv: its
-# pinned dependencies are not hermetic's. 0.4.4 is the newest for Python 3.11.
-if [ ! -x .venv-buildgrid/bin/bgd ]; then
-  "$PY" -m venv .venv-buildgrid
-  .venv-buildgrid/bin/python -m pip install -q --disable-pip-version-check "buildgrid==0.4.4"
+# BuildGrid (a REAPI server) for the remote-cache and remote-execution tests,
+# in its own venv: its pinned dependencies are not hermetic's. 0.4.4 is the
+# newest for Python 3.11; [database] brings the PostgreSQL driver its
+# scheduler needs.
+if ! .venv-buildgrid/bin/python -c "import buildgrid, psycopg2" 2>/dev/null; then
+  [ -x .venv-buildgrid/bin/python ] || "$PY" -m venv .venv-buildgrid
+  .venv-buildgrid/bin/python -m pip install -q --disable-pip-version-check "buildgrid[database]==0.4.4"
 fi

@@ -22,47 +22,91 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from . import operations_pb2 as operations__pb2
+from . import status_pb2 as status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12remote_cache.proto\x12\x1f\x62uild.bazel.remote.execution.v2\"*\n\x06\x44igest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"|\n\nOutputFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x10\n\x08\x63ontents\x18\x05 \x01(\x0c\"\xb8\x01\n\x0c\x41\x63tionResult\x12\x41\n\x0coutput_files\x18\x02 \x03(\x0b\x32+.build.bazel.remote.execution.v2.OutputFile\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x12\n\nstdout_raw\x18\x05 \x01(\x0c\x12>\n\rstdout_digest\x18\x06 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\xba\x01\n\x16GetActionResultRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x15\n\rinline_stdout\x18\x03 \x01(\x08\x12\x15\n\rinline_stderr\x18\x04 \x01(\x08\x12\x1b\n\x13inline_output_files\x18\x05 \x03(\t\"\xb8\x01\n\x19UpdateActionResultRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x44\n\raction_result\x18\x03 \x01(\x0b\x32-.build.bazel.remote.execution.v2.ActionResult\"o\n\x17\x46indMissingBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12=\n\x0c\x62lob_digests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"a\n\x18\x46indMissingBlobsResponse\x12\x45\n\x14missing_blob_digests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"*\n\tRpcStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd6\x01\n\x17\x42\x61tchUpdateBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12R\n\x08requests\x18\x02 \x03(\x0b\x32@.build.bazel.remote.execution.v2.BatchUpdateBlobsRequest.Request\x1aP\n\x07Request\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xf2\x01\n\x18\x42\x61tchUpdateBlobsResponse\x12U\n\tresponses\x18\x01 \x03(\x0b\x32\x42.build.bazel.remote.execution.v2.BatchUpdateBlobsResponse.Response\x1a\x7f\n\x08Response\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12:\n\x06status\x18\x02 \x01(\x0b\x32*.build.bazel.remote.execution.v2.RpcStatus\"h\n\x15\x42\x61tchReadBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12\x38\n\x07\x64igests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\xfd\x01\n\x16\x42\x61tchReadBlobsResponse\x12S\n\tresponses\x18\x01 \x03(\x0b\x32@.build.bazel.remote.execution.v2.BatchReadBlobsResponse.Response\x1a\x8d\x01\n\x08Response\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12:\n\x06status\x18\x03 \x01(\x0b\x32*.build.bazel.remote.execution.v2.RpcStatus2\xb3\x03\n\x19\x43ontentAddressableStorage\x12\x87\x01\n\x10\x46indMissingBlobs\x12\x38.build.bazel.remote.execution.v2.FindMissingBlobsRequest\x1a\x39.build.bazel.remote.execution.v2.FindMissingBlobsResponse\x12\x87\x01\n\x10\x42\x61tchUpdateBlobs\x12\x38.build.bazel.remote.execution.v2.BatchUpdateBlobsRequest\x1a\x39.build.bazel.remote.execution.v2.BatchUpdateBlobsResponse\x12\x81\x01\n\x0e\x42\x61tchReadBlobs\x12\x36.build.bazel.remote.execution.v2.BatchReadBlobsRequest\x1a\x37.build.bazel.remote.execution.v2.BatchReadBlobsResponse2\x89\x02\n\x0b\x41\x63tionCache\x12y\n\x0fGetActionResult\x12\x37.build.bazel.remote.execution.v2.GetActionResultRequest\x1a-.build.bazel.remote.execution.v2.ActionResult\x12\x7f\n\x12UpdateActionResult\x12:.build.bazel.remote.execution.v2.UpdateActionResultRequest\x1a-.build.bazel.remote.execution.v2.ActionResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12remote_cache.proto\x12\x1f\x62uild.bazel.remote.execution.v2\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10operations.proto\x1a\x0cstatus.proto\"*\n\x06\x44igest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"|\n\nOutputFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x10\n\x08\x63ontents\x18\x05 \x01(\x0c\"-\n\rOutputSymlink\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"]\n\x0fOutputDirectory\x12\x0c\n\x04path\x18\x01 \x01(\t\x12<\n\x0btree_digest\x18\x03 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\xec\x04\n\x16\x45xecutedActionMetadata\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x34\n\x10queued_timestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16worker_start_timestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x1aworker_completed_timestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x1binput_fetch_start_timestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x1finput_fetch_completed_timestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x19\x65xecution_start_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x1d\x65xecution_completed_timestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x1doutput_upload_start_timestamp\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x45\n!output_upload_completed_timestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf8\x03\n\x0c\x41\x63tionResult\x12\x41\n\x0coutput_files\x18\x02 \x03(\x0b\x32+.build.bazel.remote.execution.v2.OutputFile\x12L\n\x12output_directories\x18\x03 \x03(\x0b\x32\x30.build.bazel.remote.execution.v2.OutputDirectory\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x12\n\nstdout_raw\x18\x05 \x01(\x0c\x12>\n\rstdout_digest\x18\x06 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x12\n\nstderr_raw\x18\x07 \x01(\x0c\x12>\n\rstderr_digest\x18\x08 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12S\n\x12\x65xecution_metadata\x18\t \x01(\x0b\x32\x37.build.bazel.remote.execution.v2.ExecutedActionMetadata\x12G\n\x0foutput_symlinks\x18\x0c \x03(\x0b\x32..build.bazel.remote.execution.v2.OutputSymlink\"{\n\x08Platform\x12\x46\n\nproperties\x18\x01 \x03(\x0b\x32\x32.build.bazel.remote.execution.v2.Platform.Property\x1a\'\n\x08Property\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9a\x02\n\x06\x41\x63tion\x12?\n\x0e\x63ommand_digest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x42\n\x11input_root_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x64o_not_cache\x18\x07 \x01(\x08\x12\x0c\n\x04salt\x18\t \x01(\x0c\x12;\n\x08platform\x18\n \x01(\x0b\x32).build.bazel.remote.execution.v2.Platform\"\xcd\x02\n\x07\x43ommand\x12\x11\n\targuments\x18\x01 \x03(\t\x12[\n\x15\x65nvironment_variables\x18\x02 \x03(\x0b\x32<.build.bazel.remote.execution.v2.Command.EnvironmentVariable\x12\x14\n\x0coutput_files\x18\x03 \x03(\t\x12\x1a\n\x12output_directories\x18\x04 \x03(\t\x12;\n\x08platform\x18\x05 \x01(\x0b\x32).build.bazel.remote.execution.v2.Platform\x12\x19\n\x11working_directory\x18\x06 \x01(\t\x12\x14\n\x0coutput_paths\x18\x07 \x03(\t\x1a\x32\n\x13\x45nvironmentVariable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"h\n\x08\x46ileNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\"V\n\rDirectoryNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"+\n\x0bSymlinkNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\xca\x01\n\tDirectory\x12\x38\n\x05\x66iles\x18\x01 \x03(\x0b\x32).build.bazel.remote.execution.v2.FileNode\x12\x43\n\x0b\x64irectories\x18\x02 \x03(\x0b\x32..build.bazel.remote.execution.v2.DirectoryNode\x12>\n\x08symlinks\x18\x03 \x03(\x0b\x32,.build.bazel.remote.execution.v2.SymlinkNode\"~\n\x04Tree\x12\x38\n\x04root\x18\x01 \x01(\x0b\x32*.build.bazel.remote.execution.v2.Directory\x12<\n\x08\x63hildren\x18\x02 \x03(\x0b\x32*.build.bazel.remote.execution.v2.Directory\"\x82\x01\n\x0e\x45xecuteRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12\x19\n\x11skip_cache_lookup\x18\x03 \x01(\x08\x12>\n\raction_digest\x18\x06 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\x9c\x01\n\x0f\x45xecuteResponse\x12=\n\x06result\x18\x01 \x01(\x0b\x32-.build.bazel.remote.execution.v2.ActionResult\x12\x15\n\rcached_result\x18\x02 \x01(\x08\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x0f\n\x07message\x18\x05 \x01(\t\"a\n\x0e\x45xecutionStage\"O\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0f\n\x0b\x43\x41\x43HE_CHECK\x10\x01\x12\n\n\x06QUEUED\x10\x02\x12\r\n\tEXECUTING\x10\x03\x12\r\n\tCOMPLETED\x10\x04\"\xa0\x01\n\x18\x45xecuteOperationMetadata\x12\x44\n\x05stage\x18\x01 \x01(\x0e\x32\x35.build.bazel.remote.execution.v2.ExecutionStage.Value\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"$\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xba\x01\n\x16GetActionResultRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x15\n\rinline_stdout\x18\x03 \x01(\x08\x12\x15\n\rinline_stderr\x18\x04 \x01(\x08\x12\x1b\n\x13inline_output_files\x18\x05 \x03(\t\"\xb8\x01\n\x19UpdateActionResultRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x44\n\raction_result\x18\x03 \x01(\x0b\x32-.build.bazel.remote.execution.v2.ActionResult\"o\n\x17\x46indMissingBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12=\n\x0c\x62lob_digests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"a\n\x18\x46indMissingBlobsResponse\x12\x45\n\x14missing_blob_digests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"*\n\tRpcStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd6\x01\n\x17\x42\x61tchUpdateBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12R\n\x08requests\x18\x02 \x03(\x0b\x32@.build.bazel.remote.execution.v2.BatchUpdateBlobsRequest.Request\x1aP\n\x07Request\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xf2\x01\n\x18\x42\x61tchUpdateBlobsResponse\x12U\n\tresponses\x18\x01 \x03(\x0b\x32\x42.build.bazel.remote.execution.v2.BatchUpdateBlobsResponse.Response\x1a\x7f\n\x08Response\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12:\n\x06status\x18\x02 \x01(\x0b\x32*.build.bazel.remote.execution.v2.RpcStatus\"h\n\x15\x42\x61tchReadBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12\x38\n\x07\x64igests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\xfd\x01\n\x16\x42\x61tchReadBlobsResponse\x12S\n\tresponses\x18\x01 \x03(\x0b\x32@.build.bazel.remote.execution.v2.BatchReadBlobsResponse.Response\x1a\x8d\x01\n\x08Response\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12:\n\x06status\x18\x03 \x01(\x0b\x32*.build.bazel.remote.execution.v2.RpcStatus2\xb3\x03\n\x19\x43ontentAddressableStorage\x12\x87\x01\n\x10\x46indMissingBlobs\x12\x38.build.bazel.remote.execution.v2.FindMissingBlobsRequest\x1a\x39.build.bazel.remote.execution.v2.FindMissingBlobsResponse\x12\x87\x01\n\x10\x42\x61tchUpdateBlobs\x12\x38.build.bazel.remote.execution.v2.BatchUpdateBlobsRequest\x1a\x39.build.bazel.remote.execution.v2.BatchUpdateBlobsResponse\x12\x81\x01\n\x0e\x42\x61tchReadBlobs\x12\x36.build.bazel.remote.execution.v2.BatchReadBlobsRequest\x1a\x37.build.bazel.remote.execution.v2.BatchReadBlobsResponse2\x89\x02\n\x0b\x41\x63tionCache\x12y\n\x0fGetActionResult\x12\x37.build.bazel.remote.execution.v2.GetActionResultRequest\x1a-.build.bazel.remote.execution.v2.ActionResult\x12\x7f\n\x12UpdateActionResult\x12:.build.bazel.remote.execution.v2.UpdateActionResultRequest\x1a-.build.bazel.remote.execution.v2.ActionResult2\xd1\x01\n\tExecution\x12[\n\x07\x45xecute\x12/.build.bazel.remote.execution.v2.ExecuteRequest\x1a\x1d.google.longrunning.Operation0\x01\x12g\n\rWaitExecution\x12\x35.build.bazel.remote.execution.v2.WaitExecutionRequest\x1a\x1d.google.longrunning.Operation0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remote_cache_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIGEST']._serialized_start=55
-  _globals['_DIGEST']._serialized_end=97
-  _globals['_OUTPUTFILE']._serialized_start=99
-  _globals['_OUTPUTFILE']._serialized_end=223
-  _globals['_ACTIONRESULT']._serialized_start=226
-  _globals['_ACTIONRESULT']._serialized_end=410
-  _globals['_GETACTIONRESULTREQUEST']._serialized_start=413
-  _globals['_GETACTIONRESULTREQUEST']._serialized_end=599
-  _globals['_UPDATEACTIONRESULTREQUEST']._serialized_start=602
-  _globals['_UPDATEACTIONRESULTREQUEST']._serialized_end=786
-  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_start=788
-  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_end=899
-  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_start=901
-  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_end=998
-  _globals['_RPCSTATUS']._serialized_start=1000
-  _globals['_RPCSTATUS']._serialized_end=1042
-  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_start=1045
-  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_end=1259
-  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_start=1179
-  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_end=1259
-  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_start=1262
-  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_end=1504
-  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_start=1377
-  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_end=1504
-  _globals['_BATCHREADBLOBSREQUEST']._serialized_start=1506
-  _globals['_BATCHREADBLOBSREQUEST']._serialized_end=1610
-  _globals['_BATCHREADBLOBSRESPONSE']._serialized_start=1613
-  _globals['_BATCHREADBLOBSRESPONSE']._serialized_end=1866
-  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_start=1725
-  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_end=1866
-  _globals['_CONTENTADDRESSABLESTORAGE']._serialized_start=1869
-  _globals['_CONTENTADDRESSABLESTORAGE']._serialized_end=2304
-  _globals['_ACTIONCACHE']._serialized_start=2307
-  _globals['_ACTIONCACHE']._serialized_end=2572
+  _globals['_DIGEST']._serialized_start=152
+  _globals['_DIGEST']._serialized_end=194
+  _globals['_OUTPUTFILE']._serialized_start=196
+  _globals['_OUTPUTFILE']._serialized_end=320
+  _globals['_OUTPUTSYMLINK']._serialized_start=322
+  _globals['_OUTPUTSYMLINK']._serialized_end=367
+  _globals['_OUTPUTDIRECTORY']._serialized_start=369
+  _globals['_OUTPUTDIRECTORY']._serialized_end=462
+  _globals['_EXECUTEDACTIONMETADATA']._serialized_start=465
+  _globals['_EXECUTEDACTIONMETADATA']._serialized_end=1085
+  _globals['_ACTIONRESULT']._serialized_start=1088
+  _globals['_ACTIONRESULT']._serialized_end=1592
+  _globals['_PLATFORM']._serialized_start=1594
+  _globals['_PLATFORM']._serialized_end=1717
+  _globals['_PLATFORM_PROPERTY']._serialized_start=1678
+  _globals['_PLATFORM_PROPERTY']._serialized_end=1717
+  _globals['_ACTION']._serialized_start=1720
+  _globals['_ACTION']._serialized_end=2002
+  _globals['_COMMAND']._serialized_start=2005
+  _globals['_COMMAND']._serialized_end=2338
+  _globals['_COMMAND_ENVIRONMENTVARIABLE']._serialized_start=2288
+  _globals['_COMMAND_ENVIRONMENTVARIABLE']._serialized_end=2338
+  _globals['_FILENODE']._serialized_start=2340
+  _globals['_FILENODE']._serialized_end=2444
+  _globals['_DIRECTORYNODE']._serialized_start=2446
+  _globals['_DIRECTORYNODE']._serialized_end=2532
+  _globals['_SYMLINKNODE']._serialized_start=2534
+  _globals['_SYMLINKNODE']._serialized_end=2577
+  _globals['_DIRECTORY']._serialized_start=2580
+  _globals['_DIRECTORY']._serialized_end=2782
+  _globals['_TREE']._serialized_start=2784
+  _globals['_TREE']._serialized_end=2910
+  _globals['_EXECUTEREQUEST']._serialized_start=2913
+  _globals['_EXECUTEREQUEST']._serialized_end=3043
+  _globals['_EXECUTERESPONSE']._serialized_start=3046
+  _globals['_EXECUTERESPONSE']._serialized_end=3202
+  _globals['_EXECUTIONSTAGE']._serialized_start=3204
+  _globals['_EXECUTIONSTAGE']._serialized_end=3301
+  _globals['_EXECUTIONSTAGE_VALUE']._serialized_start=3222
+  _globals['_EXECUTIONSTAGE_VALUE']._serialized_end=3301
+  _globals['_EXECUTEOPERATIONMETADATA']._serialized_start=3304
+  _globals['_EXECUTEOPERATIONMETADATA']._serialized_end=3464
+  _globals['_WAITEXECUTIONREQUEST']._serialized_start=3466
+  _globals['_WAITEXECUTIONREQUEST']._serialized_end=3502
+  _globals['_GETACTIONRESULTREQUEST']._serialized_start=3505
+  _globals['_GETACTIONRESULTREQUEST']._serialized_end=3691
+  _globals['_UPDATEACTIONRESULTREQUEST']._serialized_start=3694
+  _globals['_UPDATEACTIONRESULTREQUEST']._serialized_end=3878
+  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_start=3880
+  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_end=3991
+  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_start=3993
+  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_end=4090
+  _globals['_RPCSTATUS']._serialized_start=4092
+  _globals['_RPCSTATUS']._serialized_end=4134
+  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_start=4137
+  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_end=4351
+  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_start=4271
+  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_end=4351
+  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_start=4354
+  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_end=4596
+  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_start=4469
+  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_end=4596
+  _globals['_BATCHREADBLOBSREQUEST']._serialized_start=4598
+  _globals['_BATCHREADBLOBSREQUEST']._serialized_end=4702
+  _globals['_BATCHREADBLOBSRESPONSE']._serialized_start=4705
+  _globals['_BATCHREADBLOBSRESPONSE']._serialized_end=4958
+  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_start=4817
+  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_end=4958
+  _globals['_CONTENTADDRESSABLESTORAGE']._serialized_start=4961
+  _globals['_CONTENTADDRESSABLESTORAGE']._serialized_end=5396
+  _globals['_ACTIONCACHE']._serialized_start=5399
+  _globals['_ACTIONCACHE']._serialized_end=5664
+  _globals['_EXECUTION']._serialized_start=5667
+  _globals['_EXECUTION']._serialized_end=5876
 # @@protoc_insertion_point(module_scope)
