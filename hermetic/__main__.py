@@ -4,4 +4,5 @@ import sys
 
 from hermetic import cli
 
+cli.quiet_grpc()
 raise SystemExit(cli.main(sys.argv[1:]))

@@ -208,7 +208,8 @@ class Executor:
         self.report(ActionStarted(action))
         done = self._run_and_store(action, key)
         with self._lock:
-            self._extra_executed += 1
+            if action.id in self.remote_ids:  # counted as a remote hit: it ran after all
+                self._extra_executed += 1
         return done.outputs
 
     def _remote_hit(self, action: Action, key: str) -> bool:

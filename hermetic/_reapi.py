@@ -26,10 +26,12 @@ the same bubblewrap sandbox as a local build (the input root at
 from __future__ import annotations
 
 import hashlib
+import os
 import platform as _platform
 import posixpath
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from hermetic.model import Action, Digest, Toolchain, sha256_json
@@ -271,6 +273,39 @@ def tree_to_manifest(tree: Any) -> dict[str, Any]:
 
     walk(tree.root, "", 0)
     return {"dirs": sorted(dirs), "files": sorted(files), "links": sorted(links)}
+
+
+def output_tree(path: Path, put_file: Callable[[Path], Digest]) -> tuple[Any, list[Digest]]:
+    """Directory *path* as a REAPI ``Tree`` (what a worker reports for an
+    output directory), each file stored by *put_file*; and the file digests."""
+    from hermetic._protos import remote_cache_pb2 as pb
+
+    files: list[Digest] = []
+    children: dict[Digest, bytes] = {}
+
+    def directory(p: Path) -> Any:
+        d = pb.Directory()
+        for entry in sorted(os.scandir(p), key=lambda e: e.name):
+            if entry.is_symlink():
+                d.symlinks.add(name=entry.name, target=os.readlink(entry.path))
+            elif entry.is_dir():
+                sd, data = serialize(directory(Path(entry.path)))
+                children[sd] = data
+                d.directories.add(name=entry.name, digest=pb.Digest(hash=sd.hash, size_bytes=sd.size))
+            elif entry.is_file():
+                x = os.access(entry.path, os.X_OK)
+                fd = put_file(Path(entry.path))
+                files.append(fd)
+                d.files.add(name=entry.name, digest=pb.Digest(hash=fd.hash, size_bytes=fd.size), is_executable=x)
+            else:
+                raise ValueError(f"{entry.path}: not a regular file, directory or symlink")
+        return d
+
+    tree = pb.Tree()
+    tree.root.CopyFrom(directory(path))
+    for _, data in sorted(children.items()):
+        tree.children.add().ParseFromString(data)
+    return tree, files
 
 
 def _join(rel: str, name: str) -> str:

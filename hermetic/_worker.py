@@ -248,6 +248,8 @@ class Worker:
                 raise ValueError(f"lease payload is neither an Action nor a Digest: {lease.payload.type_url}")
             action = pb.Action.FromString(self._blob(digest))
         command = pb.Command.FromString(self._blob(action.command_digest))
+        outs = list(command.output_paths) or [*command.output_files, *command.output_directories]
+        self.log(f"worker {self.name}: lease {lease.id}: running, outputs {' '.join(outs)}")
         staging = self.store.staging_dir("lease.")
         try:
             root = staging / "root"
@@ -256,7 +258,6 @@ class Worker:
             fetch_done = time.time()
             for d in ("in", "out", "work"):
                 (root / d).mkdir(exist_ok=True)
-            outs = list(command.output_paths) or [*command.output_files, *command.output_directories]
             for rel in outs:
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
             log = staging / "log"
@@ -272,6 +273,8 @@ class Worker:
                 timeout=float(timeout) if timeout else None,
                 binds=tuple((str(host), f"{base}/{rel}") for rel, host in binds)))
             exec_done = time.time()
+            self.log(f"worker {self.name}: lease {lease.id}: exit code {ran.exit_code} after "
+                     f"{exec_done - exec_start:.1f}s")
             result = pb.ActionResult(exit_code=ran.exit_code)
             if ran.exit_code == 0:
                 self._collect(root, outs, result)
@@ -348,7 +351,6 @@ class Worker:
         be shown read-only."""
         root = Digest(root_digest.hash, root_digest.size_bytes)
         dirs = self._directories(root)
-        files: list[Digest] = [Digest(f.digest.hash, f.digest.size_bytes) for d in dirs.values() for f in d.files]
         top = dirs[root.hash]
         binds: list[tuple[str, Path]] = []
         skip: set[str] = set()
@@ -358,18 +360,18 @@ class Worker:
             skip.add(sub.name)
             for tc in dirs[sub.digest.hash].directories:
                 binds.append((f"{_reapi.TOOLCHAINS}/{tc.name}", self._checkout(tc.digest, dirs)))
-        needed = self._reachable(top, dirs, skip)
-        self._download(f for f in files if f.hash in needed)
+        self._download(self._files(top, dirs, skip))
         self._write(top, dest, dirs, skip)
         return binds
 
-    def _reachable(self, top: Any, dirs: dict[str, Any], skip: set[str]) -> set[str]:
-        found: set[str] = set()
+    def _files(self, top: Any, dirs: dict[str, Any], skip: set[str] | None = None) -> set[Digest]:
+        """Every file blob under *top* (but not its subdirectories named in *skip*)."""
+        found: set[Digest] = set()
         stack = [(top, True)]
         while stack:
             d, is_top = stack.pop()
-            found.update(f.digest.hash for f in d.files)
-            stack += [(dirs[s.digest.hash], False) for s in d.directories if not (is_top and s.name in skip)]
+            found.update(Digest(f.digest.hash, f.digest.size_bytes) for f in d.files)
+            stack += [(dirs[s.digest.hash], False) for s in d.directories if not (is_top and s.name in (skip or ()))]
         return found
 
     def _write(self, directory: Any, dest: Path, dirs: dict[str, Any], skip: Iterable[str] = ()) -> None:
@@ -392,8 +394,7 @@ class Worker:
         if (dest / ".complete").exists():
             return dest / "tree"
         directory = dirs[digest.hash]
-        self._download(Digest(f.digest.hash, f.digest.size_bytes) for d in dirs.values() for f in d.files
-                       if f.digest.hash in self._reachable(directory, dirs, set()))
+        self._download(self._files(directory, dirs))
         staging = self.store.staging_dir("checkout.")
         try:
             self._write(directory, staging / "tree", dirs)
@@ -419,35 +420,12 @@ class Worker:
                 upload.append(d)
                 result.output_files.add(path=rel, digest=pb.Digest(hash=d.hash, size_bytes=d.size), is_executable=x)
             elif p.is_dir():
-                tree = pb.Tree()
-                children: dict[Digest, bytes] = {}
-                tree.root.CopyFrom(self._tree_dir(p, upload, children))
-                for cd, data in sorted(children.items()):
-                    tree.children.add().ParseFromString(data)
+                tree, files = _reapi.output_tree(p, lambda f: self.store.put_file(f, move=True))
+                upload += files
                 td, data = _reapi.serialize(tree)
                 blobs[td] = data
                 result.output_directories.add(path=rel, tree_digest=pb.Digest(hash=td.hash, size_bytes=td.size))
         self._upload(upload, blobs)
-
-    def _tree_dir(self, path: Path, upload: list[Digest], children: dict[Digest, bytes]) -> Any:
-        pb = self.pb
-        d = pb.Directory()
-        for entry in sorted(os.scandir(path), key=lambda e: e.name):
-            if entry.is_symlink():
-                d.symlinks.add(name=entry.name, target=os.readlink(entry.path))
-            elif entry.is_dir():
-                sub = self._tree_dir(Path(entry.path), upload, children)
-                sd, data = _reapi.serialize(sub)
-                children[sd] = data
-                d.directories.add(name=entry.name, digest=pb.Digest(hash=sd.hash, size_bytes=sd.size))
-            elif entry.is_file():
-                x = os.access(entry.path, os.X_OK)
-                fd = self.store.put_file(Path(entry.path), move=True)
-                upload.append(fd)
-                d.files.add(name=entry.name, digest=pb.Digest(hash=fd.hash, size_bytes=fd.size), is_executable=x)
-            else:
-                raise ValueError(f"{entry.path}: not a regular file, directory or symlink")
-        return d
 
 
 class MissingInput(Exception):

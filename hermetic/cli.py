@@ -229,7 +229,16 @@ def _exit_for(exc: HermeticError) -> ExitCode:
     return _EXIT[exc.kind]
 
 
+def quiet_grpc() -> None:
+    """gRPC's own informational lines (a GOAWAY from a stopping server, ...)
+    are not for users: hermetic says what a remote fault means itself. Set
+    once per process, before gRPC starts (the command's entry points)."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the console script: this process is hermetic's
+        quiet_grpc()
     args = _parser().parse_args(argv)
     args.verbose = getattr(args, "verbose", False)
     args.debug = getattr(args, "debug", False) or os.environ.get("HERMETIC_DEBUG") == "1"
