@@ -76,7 +76,8 @@ class Executor:
         self.runners = Runners(store=store, sandbox=sandbox, fetcher=fetcher, source_date_epoch=source_date_epoch,
                                jobs=jobs, variation=variation, remote_executor=remote_executor,
                                local_jobs=local_jobs)
-        self.scheduler = Scheduler(jobs=jobs, keep_going=keep_going)
+        self.scheduler = Scheduler(jobs=jobs, keep_going=keep_going,
+                                   on_interrupt=remote_executor.cancel_all if remote_executor is not None else None)
         self.stats = BuildStats()
         self.keys: dict[str, str] = {}  # action id -> key, this build
         self.materials: dict[str, bytes] = {}  # action id -> the key's canonical encoding

@@ -277,12 +277,20 @@ class GrpcTransport:
         self.stream = bytestream_pb2_grpc.ByteStreamStub(self.channel)
 
     def _call(self, fn: Any, request: Any, size: int = 0) -> Any:
-        try:
-            return fn(request, timeout=self.timeout + size / 5e6, metadata=self.metadata)
-        except self.grpc.RpcError as exc:
-            if exc.code() == self.grpc.StatusCode.NOT_FOUND:
-                raise
-            raise TransportError(f"{exc.code().name}: {exc.details()}") from exc
+        import time
+
+        for delay in (0.1, 0.3, 0.9, None):
+            try:
+                return fn(request, timeout=self.timeout + size / 5e6, metadata=self.metadata)
+            except self.grpc.RpcError as exc:
+                if exc.code() == self.grpc.StatusCode.NOT_FOUND:
+                    raise
+                # a busy server (its concurrent-request limit): ask again shortly, not a fault yet
+                if exc.code() == self.grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None:
+                    time.sleep(delay)
+                    continue
+                raise TransportError(f"{exc.code().name}: {exc.details()}") from exc
+        raise AssertionError("unreachable")
 
     def _digest(self, d: Digest) -> Any:
         return self.pb.Digest(hash=d.hash, size_bytes=d.size)

@@ -36,13 +36,18 @@ from hermetic.model import Action, Digest
 from hermetic.sandbox import Layout, base_environment
 
 #: gRPC codes after which an operation is looked up again (WaitExecution)
-_RECONNECT = {"UNAVAILABLE", "UNKNOWN", "INTERNAL", "CANCELLED", "DEADLINE_EXCEEDED"}
+_RECONNECT = {"UNAVAILABLE", "UNKNOWN", "INTERNAL", "CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
 #: the layout the base environment is made from; the script replaces these paths
 _PLACEHOLDER = Layout("/in", "/out", "/work", "/home", "/tmp")
 
 
 class RemoteUnavailable(Exception):
     """The cluster could not run this action (down, no worker, infrastructure)."""
+
+
+def _interrupted(label: str) -> ActionFailed:
+    """The build was interrupted while *label* ran remotely (its operation was cancelled)."""
+    return ActionFailed("interrupted: its remote operation was cancelled", action=label, reason="action-failed")
 
 
 class RemoteExecutor:
@@ -72,9 +77,13 @@ class RemoteExecutor:
             self.transport = GrpcTransport(attrs.evolve(config, url=self.url))
         self.stub = remote_cache_pb2_grpc.ExecutionStub(self.transport.channel)
         self.disabled = False
+        self.cancelled = False
+        self._inflight: dict[int, tuple[str, Any]] = {}  # thread -> (operation name, its stream)
         self.executed = 0
         self.workers: dict[str, int] = {}
-        self.timings = {"upload": 0.0, "execute": 0.0, "download": 0.0}
+        #: seconds summed over actions: building the Merkle tree and uploading, Execute until
+        #: done, turning the result into entries; "worker": the commands themselves on workers
+        self.timings = {"upload": 0.0, "execute": 0.0, "download": 0.0, "worker": 0.0}
         self._lock = threading.Lock()
 
     # -- faults --------------------------------------------------------------------
@@ -89,6 +98,26 @@ class RemoteExecutor:
             self.cache.disabled = True
         if first:
             self.cache._note_once("fault", f"remote executor {self.url}: {why}; building locally from here on")
+
+    def cancel_all(self) -> None:
+        """The build was interrupted: cancel every operation in flight
+        (``google.longrunning.Operations.CancelOperation``; the server takes
+        the lease back from its worker, which kills the command) and stop
+        waiting for them."""
+        from hermetic._protos import operations_pb2, operations_pb2_grpc
+
+        self.cancelled = True
+        with self._lock:
+            inflight = list(self._inflight.values())
+        ops = operations_pb2_grpc.OperationsStub(self.transport.channel)
+        for name, stream in inflight:
+            if name:
+                try:
+                    ops.CancelOperation(operations_pb2.CancelOperationRequest(name=name), timeout=5,
+                                        metadata=self.transport.metadata)
+                except self.grpc.RpcError:
+                    pass  # the server may be gone too; nothing more to do
+            stream.cancel()
 
     # -- one action ------------------------------------------------------------------
 
@@ -139,6 +168,10 @@ class RemoteExecutor:
             self.timings["upload"] += t1 - t0
             self.timings["execute"] += t2 - t1
             self.timings["download"] += t3 - t2
+            m = result.execution_metadata
+            if m.HasField("execution_completed_timestamp") and not response.cached_result:
+                self.timings["worker"] += (m.execution_completed_timestamp.ToNanoseconds()
+                                           - m.execution_start_timestamp.ToNanoseconds()) / 1e9
         return RunResult(outputs, log, where)
 
     def _input_root(self, action: Action, artifacts: Artifacts, label: str
@@ -215,14 +248,23 @@ class RemoteExecutor:
         lost_since: float | None = None
         while True:
             try:
+                if self.cancelled:
+                    raise _interrupted(label)
                 stream = (self.stub.WaitExecution(pb.WaitExecutionRequest(name=name), metadata=self.transport.metadata)
                           if name else self.stub.Execute(request, metadata=self.transport.metadata))
+                with self._lock:
+                    self._inflight[threading.get_ident()] = (name, stream)
                 for op in stream:
                     lost_since = None
-                    name = op.name or name
+                    if op.name and op.name != name:
+                        name = op.name
+                        with self._lock:
+                            self._inflight[threading.get_ident()] = (name, stream)
                     if op.done:
                         return self._response(op, label)
             except grpc.RpcError as exc:
+                if self.cancelled:
+                    raise _interrupted(label) from exc
                 code = exc.code().name
                 if code == "NOT_FOUND" and name:
                     name = ""  # the server forgot the operation (restarted): ask again
@@ -237,6 +279,9 @@ class RemoteExecutor:
                     raise RemoteUnavailable(code) from exc
                 time.sleep(0.5)
                 continue
+            finally:
+                with self._lock:
+                    self._inflight.pop(threading.get_ident(), None)
             # the stream ended without the operation being done: wait for it again
 
     def _response(self, op: Any, label: str) -> Any:

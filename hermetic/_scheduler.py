@@ -36,9 +36,13 @@ class Schedule(NamedTuple):
 
 
 class Scheduler:
-    def __init__(self, *, jobs: int, keep_going: bool = False) -> None:
+    def __init__(self, *, jobs: int, keep_going: bool = False,
+                 on_interrupt: Callable[[], None] | None = None) -> None:
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
+        #: called when the build is interrupted, before local processes are killed
+        #: (a remote executor cancels its operations)
+        self.on_interrupt = on_interrupt
 
     def slots(self, action: Action) -> int:
         return max(1, min(action.cpus, self.jobs))
@@ -99,6 +103,8 @@ class Scheduler:
                                 ready.append(nxt)
                         ready.sort(key=rank.__getitem__)
             except BaseException:  # Ctrl-C, or a bug: stop every running action now
+                if self.on_interrupt is not None:
+                    self.on_interrupt()
                 terminate_all()
                 for f in running:
                     f.cancel()

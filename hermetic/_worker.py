@@ -95,6 +95,9 @@ class Worker:
         self.finished: dict[str, Any] = {}  # lease id -> completed Lease
         self.threads: dict[str, int] = {}  # lease id -> the thread ident running its process
         self.cancelled: set[str] = set()
+        #: leases this worker completed: a server's answer that still lists one (it had not seen the
+        #: completion yet) must not start it again
+        self.completed: dict[str, tuple[float, Any]] = {}  # lease id -> (when, the completed lease)
         self.trees = store.root / "worker-trees"
         self.trees.mkdir(exist_ok=True)
 
@@ -143,7 +146,12 @@ class Worker:
             leases = []
             for lease in session.leases:
                 done = self.finished.pop(lease.id, None)
+                if done is None and lease.id in self.completed:  # the server's answer raced the completion
+                    done = self.completed[lease.id][1]
                 leases.append(done if done is not None else lease)
+            listed = {lease.id for lease in leases}
+            for lease_id in [k for k in self.finished if k not in listed]:
+                leases.append(self.finished.pop(lease_id))
             del session.leases[:]
             session.leases.extend(leases)
             busy = len(self.running)
@@ -200,6 +208,8 @@ class Worker:
                         terminate_thread(ident)
                     self.log(f"worker {self.name}: lease {lease_id} was cancelled by the server")
             for lease in session.leases:
+                if lease.id in self.completed or lease.id in self.finished:
+                    continue
                 if lease.state in (self.bots.PENDING, self.bots.ACTIVE) and lease.id not in self.running:
                     lease.state = self.bots.ACTIVE
                     t = threading.Thread(target=self._work, args=(lease,), name=f"lease-{lease.id[:8]}",
@@ -236,6 +246,10 @@ class Worker:
             if lease.id not in self.cancelled:
                 self.finished[lease.id] = done
             self.cancelled.discard(lease.id)
+            now = time.monotonic()
+            self.completed[lease.id] = (now, done)
+            for old in [k for k, (t, _) in self.completed.items() if now - t > 3600]:
+                del self.completed[old]
         self.wake.set()
 
     def execute(self, lease: Any) -> Any:

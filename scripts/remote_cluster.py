@@ -148,6 +148,9 @@ server:
   - !channel
     address: "127.0.0.1:{self.port}"
     insecure-mode: true
+# every Execute stream and every bot's long poll holds a thread for as long as it
+# lasts: the default (5 x cores) refuses a client running -j 8 next to two workers
+thread-pool-size: 200
 connections:
   - !sql-connection &sql
     connection-string: {self.database}

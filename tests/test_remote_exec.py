@@ -243,3 +243,25 @@ def test_remote_failure_reads_like_a_local_one(tmp_path, cluster):
         assert "boom from the remote side" in proc.stderr
         assert "exit code 3" in proc.stderr
     assert re.search(r"exit code 3 on remote worker w[12]", remote.stderr), remote.stderr
+
+
+def test_interrupted_build_cancels_its_remote_work(tmp_path, cluster):
+    """Ctrl-C: the client cancels its operations; the server takes the lease
+    back and the worker kills the command."""
+    build_toml = SMALL.replace("sleep 8;", "sleep 97.25;")
+    ws = write_workspace(tmp_path / "ws", {"BUILD.toml": build_toml, "hello.txt": "hello\n"})
+    build = subprocess.Popen([sys.executable, "-m", "hermetic", "--cache-dir", str(tmp_path / "c1"), "build",
+                              "//:slow", *_remote(cluster)], cwd=ws, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def sleeping() -> bool:
+        return subprocess.run(["pgrep", "-f", "sleep 97.25"], capture_output=True).returncode == 0
+
+    _wait_for("the command to run on a worker", sleeping, 120, build)
+    t0 = time.monotonic()
+    build.send_signal(signal.SIGINT)
+    out, err = build.communicate(timeout=60)
+    assert build.returncode == 130, err
+    assert time.monotonic() - t0 < 30, "the client waited for its remote work instead of cancelling it"
+    _wait_for("the worker to kill the cancelled command", lambda: not sleeping(), 60)
+    assert any("was cancelled by the server" in w.log.read_text() for w in cluster.workers)
