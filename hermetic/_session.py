@@ -37,6 +37,8 @@ class BuildResult:
     outputs: dict[Label, list[Path]]
     stats: BuildStats
     output_dir: Path
+    #: the build's hermetic._remote_exec.RemoteExecutor (its counters), or None
+    remote_execution: Any = None
 
 
 #: default -j per local core when actions run on a remote executor: the local
@@ -173,7 +175,7 @@ class Session:
                     outputs[label] = paths
             store.save_digests()
         self.executor = ex
-        return BuildResult(outputs, stats, self.output_dir)
+        return BuildResult(outputs, stats, self.output_dir, executor)
 
     def _provenance(self, art: Any, dest: Path, labels: Sequence[Label], graph: Any, ex: Executor,
                     sources: Mapping[str, Path]) -> list[Path]:
@@ -266,21 +268,22 @@ class Session:
                                      edited_since=tuple(edited), where=entry.get("where")))
         return WhyReport(tuple(str(t) for t in labels), tuple(actions))
 
-    def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float]]:
+    def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float], dict[str, str]]:
         """The longest chain of action durations in the last build of
-        *labels* (cached actions count 0 s): the actions, their total, and
-        every action's seconds."""
+        *labels* (cached actions count 0 s): the actions, their total, every
+        action's seconds and where each ran."""
         from hermetic._graph import critical_path
 
         analysis, graph = self.analyze(labels)
         order = graph.closure([a for files in analysis.top.values() for a in files])
         history = History(self.store.root)
-        seconds = {}
+        seconds, where = {}, {}
         for a in order:
             entry = history.entry(a.id) or {}
             seconds[a.id] = float(entry.get("seconds") or 0.0) if entry.get("outcome") == "executed" else 0.0
+            where[a.id] = str(entry.get("where") or "")
         path, total = critical_path(order, graph.deps, seconds)
-        return path, total, seconds
+        return path, total, seconds, where
 
     def last_outcomes(self) -> dict[str, str]:
         """Action id -> what it did in its last build (executed, cached,

@@ -431,6 +431,12 @@ def _build(args: argparse.Namespace) -> ExitCode:
     secs = time.monotonic() - t0
     total = st.executed + st.cached
     remote = f", {st.remote} of them from the remote cache" if st.remote else ""
+    rx = result.remote_execution
+    if rx is not None:
+        workers = ", ".join(f"{w} {n}" for w, n in sorted(rx.workers.items()))
+        remote += f"; {rx.executed} ran on remote workers" + (f" ({workers})" if workers else "")
+        if rx.disabled:
+            remote += ", the rest here"
     print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache{remote} ({secs:.2f}s)",
           file=sys.stderr)
     cwd = Path.cwd()
@@ -593,10 +599,11 @@ def _aquery(args: argparse.Namespace) -> ExitCode:
 
 
 def _print_critical_path(s: Any, labels: list[Any], *, as_json: bool = False) -> None:
-    path, total, seconds = s.critical_path(labels)
+    path, total, seconds, where = s.critical_path(labels)
     if as_json:
         print(json.dumps({"seconds": round(total, 3), "actions": [
-            {"id": a.id, "action": a.describe(), "seconds": round(seconds[a.id], 3)} for a in path]}, indent=2))
+            {"id": a.id, "action": a.describe(), "seconds": round(seconds[a.id], 3), "where": where[a.id] or None}
+            for a in path]}, indent=2))
         return
     busy = sum(seconds.values())
     if not busy:
@@ -606,7 +613,9 @@ def _print_critical_path(s: Any, labels: list[Any], *, as_json: bool = False) ->
     print(f"critical path: {len(path)} actions, {total:.1f}s of the last build's {busy:.1f}s of action time"
           + (f" ({total / busy:.0%})" if busy else ""))
     for a in path:
-        print(f"  {seconds[a.id]:7.1f}s  {a.describe()}")
+        on = where[a.id]
+        print(f"  {seconds[a.id]:7.1f}s  {a.describe()}"
+              + (f"  (remote worker {on[len('remote:'):]})" if on.startswith("remote:") else ""))
 
 
 def _why(args: argparse.Namespace) -> ExitCode:

@@ -166,7 +166,8 @@ def all_wheels(warm_store: Path) -> Path:
 
 
 _SUMMARY = re.compile(r"\bhermetic: (\d+) actions: (\d+) executed, (\d+) from cache"
-                      r"(?:, (\d+) of them from the remote cache)? \(")
+                      r"(?:, (\d+) of them from the remote cache)?(?:; \d+ ran on remote workers[^(]*(?:\([^)]*\))?"
+                      r"(?:, the rest here)?)? \(")
 
 
 def build_counts(stderr: str) -> tuple[int, int, int, int]:
