@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from remote_cluster import Cluster  # noqa: E402
+from remote_cluster import Cluster
 
 TARGET = "//wheel:linux-x86_64"
 

@@ -272,9 +272,9 @@ class GrpcTransport:
         self.instance = config.instance
         self.timeout = config.timeout
         self.metadata = (("authorization", f"Bearer {config.token}"),) if config.token else ()
-        self.cas = remote_cache_pb2_grpc.ContentAddressableStorageStub(self.channel)
-        self.ac = remote_cache_pb2_grpc.ActionCacheStub(self.channel)
-        self.stream = bytestream_pb2_grpc.ByteStreamStub(self.channel)
+        self.cas = remote_cache_pb2_grpc.ContentAddressableStorageStub(self.channel)  # type: ignore[no-untyped-call]
+        self.ac = remote_cache_pb2_grpc.ActionCacheStub(self.channel)  # type: ignore[no-untyped-call]
+        self.stream = bytestream_pb2_grpc.ByteStreamStub(self.channel)  # type: ignore[no-untyped-call]
 
     def _call(self, fn: Any, request: Any, size: int = 0) -> Any:
         import time

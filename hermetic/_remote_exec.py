@@ -28,7 +28,7 @@ from hermetic import _reapi
 from hermetic._artifacts import Artifacts
 from hermetic._cache import Store
 from hermetic._keys import Entry
-from hermetic._remote import RemoteCache, RemoteConfig, TransportError, GrpcTransport
+from hermetic._remote import GrpcTransport, RemoteCache, RemoteConfig, TransportError
 from hermetic._runners import RunResult, SandboxRunner, shell_join
 from hermetic.errors import ActionFailed, CacheError
 from hermetic.events import Note, Report, ignore
@@ -75,7 +75,7 @@ class RemoteExecutor:
             import attrs
 
             self.transport = GrpcTransport(attrs.evolve(config, url=self.url))
-        self.stub = remote_cache_pb2_grpc.ExecutionStub(self.transport.channel)
+        self.stub = remote_cache_pb2_grpc.ExecutionStub(self.transport.channel)  # type: ignore[no-untyped-call]
         self.disabled = False
         self.cancelled = False
         self._inflight: dict[int, tuple[str, Any]] = {}  # thread -> (operation name, its stream)
@@ -109,7 +109,7 @@ class RemoteExecutor:
         self.cancelled = True
         with self._lock:
             inflight = list(self._inflight.values())
-        ops = operations_pb2_grpc.OperationsStub(self.transport.channel)
+        ops = operations_pb2_grpc.OperationsStub(self.transport.channel)  # type: ignore[no-untyped-call]
         for name, stream in inflight:
             if name:
                 try:

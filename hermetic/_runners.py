@@ -228,7 +228,7 @@ class Runners:
         local = getattr(runner, "local", runner)
         for art in action.needs:
             artifacts.ensure_local(art.path)
-        return local.run(action, artifacts)  # type: ignore[no-any-return]
+        return local.run(action, artifacts)
 
 
 def _missing(action: Action, out: Artifact, argv: list[str], log: Path) -> ActionFailed:

@@ -75,7 +75,7 @@ class Worker:
         self.pb = remote_cache_pb2
         self.config = config or RemoteConfig(server, instance=instance, timeout=30.0)
         self.transport = GrpcTransport(self.config)
-        self.stub = bots_pb2_grpc.BotsStub(self.transport.channel)
+        self.stub = bots_pb2_grpc.BotsStub(self.transport.channel)  # type: ignore[no-untyped-call]
         self.instance = instance
         self.name = name
         self.jobs = jobs
@@ -137,7 +137,7 @@ class Worker:
     def _deadline(self, session: Any) -> float:
         """Seconds the next UpdateBotSession may wait: well before the
         session expires (the server long-polls for new work within it)."""
-        left = session.expire_time.seconds + session.expire_time.nanos / 1e9 - time.time()
+        left = float(session.expire_time.seconds + session.expire_time.nanos / 1e9 - time.time())
         return max(4.0, min(30.0, left * 0.5))
 
     def _update(self, session: Any) -> Any:
@@ -293,9 +293,9 @@ class Worker:
             if ran.exit_code == 0:
                 self._collect(root, outs, result)
             if log.exists() and log.stat().st_size:
-                d = self.store.put_file(log, move=True)
-                self._upload([d])
-                result.stdout_digest.CopyFrom(pb.Digest(hash=d.hash, size_bytes=d.size))
+                logd = self.store.put_file(log, move=True)
+                self._upload([logd])
+                result.stdout_digest.CopyFrom(pb.Digest(hash=logd.hash, size_bytes=logd.size))
             m = result.execution_metadata
             m.worker = self.name
             for field, t in (("worker_start_timestamp", started), ("input_fetch_start_timestamp", fetch_start),
@@ -404,7 +404,7 @@ class Worker:
 
     def _checkout(self, digest: Any, dirs: dict[str, Any]) -> Path:
         """A read-only tree for Directory *digest*, made once per worker."""
-        dest = self.trees / digest.hash
+        dest: Path = self.trees / str(digest.hash)
         if (dest / ".complete").exists():
             return dest / "tree"
         directory = dirs[digest.hash]

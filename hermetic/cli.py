@@ -324,6 +324,9 @@ def _worker(args: argparse.Namespace) -> ExitCode:
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     hooks = Hooks(make_plugin_manager())
     host = hooks.host_platform()
+    if host is None:
+        raise SandboxError("no plugin knows this host platform", reason="no-host-platform",
+                           hint="install hermetic's platform plugins (pip install -e .)")
     sandbox = LocalSandbox() if args.sandbox == "none" else hooks.sandbox(host, SandboxConfig(args.sandbox, cache_dir))
     if sandbox is None:
         raise SandboxError(f"no sandbox available on {host}", hint="install bubblewrap (apt-get install "

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../hermetic/_protos"
 protos=(remote_cache.proto bytestream.proto operations.proto status.proto bots.proto)
-python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. "${protos[@]}"
+python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. "${protos[@]}"
 # generated modules import each other as top-level modules: make them relative
-sed -i -E 's/^import (remote_cache|bytestream|operations|status|bots)_pb2 as/from . import \1_pb2 as/' ./*_pb2.py ./*_pb2_grpc.py
+sed -i -E 's/^import (remote_cache|bytestream|operations|status|bots)_pb2 as/from . import \1_pb2 as/' ./*_pb2.py ./*_pb2.pyi ./*_pb2_grpc.py

@@ -99,13 +99,13 @@ def test_the_command_runs_in_any_working_directory(tmp_path):
     """What any REAPI worker does with hermetic's Command: the input root in
     some directory, `arguments` run there with `environment_variables` and
     no sandbox. The outputs appear where `output_paths` say."""
+    from hermetic._remote_exec import _PLACEHOLDER
     from hermetic._session import Session
     from hermetic.sandbox import base_environment
-    from hermetic._remote_exec import _PLACEHOLDER
 
     ws = write_workspace(tmp_path / "ws", {"BUILD.toml": BUILD, "hello.txt": "Hello Remote\n"})
     s = Session(ws, cache_dir=tmp_path / "cache")
-    analysis, graph = s.analyze(s.parse_labels(["//:shout"]))
+    analysis, _ = s.analyze(s.parse_labels(["//:shout"]))
     (action,) = [a for a in analysis.actions if a.kind == "run"]
     props = _reapi.platform_properties(action, "linux", {"name": "test"})
     cmd = _reapi.build_command(action, base_environment(_PLACEHOLDER, 1767225600), props)

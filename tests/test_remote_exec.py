@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,12 +14,20 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import (
+    ALL_WHEELS,
+    FLAGSHIP,
+    REPO,
+    build_counts,
+    copy_store,
+    copy_workspace,
+    hermetic_cli,
+)
 
-from conftest import ALL_WHEELS, FLAGSHIP, REPO, build_counts, copy_store, copy_workspace, hermetic_cli
 from hermetic.testing import write_workspace
 
 sys.path.insert(0, str(REPO / "scripts"))
-from remote_cluster import Cluster, ExecutionServer  # noqa: E402
+from remote_cluster import Cluster, ExecutionServer
 
 pytestmark = [pytest.mark.linux, pytest.mark.bwrap, pytest.mark.integration]
 
@@ -97,7 +104,7 @@ def test_flagship_on_the_cluster_with_a_worker_killed(tmp_path, warm_store, clus
         assert "exit code" not in victim.log.read_text().split("out/lib/libcrypto.a")[-1], \
             "OpenSSL's build finished before the worker could be killed"
         victim.kill()
-        out, err = build.communicate(timeout=1200)
+        _, err = build.communicate(timeout=1200)
     finally:
         if build.poll() is None:
             build.kill()
@@ -129,7 +136,7 @@ def test_flagship_on_the_cluster_with_a_worker_killed(tmp_path, warm_store, clus
     assert int(ran.group(1)) == sum(1 for k in kinds.values() if k not in CLIENT_KINDS)
     assert f"{survivor.name}:" in ran.group(2)
     why = hermetic_cli("--cache-dir", str(store), "why", FLAGSHIP, cwd=ws).stdout
-    assert f"ran OpenSSLBuild //recipes/openssl:openssl [linux-x86_64-manylinux2014]" in why
+    assert "ran OpenSSLBuild //recipes/openssl:openssl [linux-x86_64-manylinux2014]" in why
     assert f"on remote worker {survivor.name}" in why
 
     # a teammate with an empty store: everything from the cluster's cache, nothing executed
@@ -208,8 +215,7 @@ def test_server_stopped_mid_build_finishes_locally(tmp_path, cluster):
               lambda: any("out/slow.txt" in w.log.read_text() for w in cluster.workers if w.log.exists()), 120, build)
     port = cluster.server.port
     cluster.server.stop()  # by PID, in the middle of //:slow
-    out, err = build.communicate(timeout=300)
-    print(err)
+    _, err = build.communicate(timeout=300)
     assert build.returncode == 0, err
     faults = [line for line in err.splitlines() if "127.0.0.1:" in line and "local" in line]
     assert len(faults) == 1, err  # one clear message
@@ -260,7 +266,7 @@ def test_interrupted_build_cancels_its_remote_work(tmp_path, cluster):
     _wait_for("the command to run on a worker", sleeping, 120, build)
     t0 = time.monotonic()
     build.send_signal(signal.SIGINT)
-    out, err = build.communicate(timeout=60)
+    _, err = build.communicate(timeout=60)
     assert build.returncode == 130, err
     assert time.monotonic() - t0 < 30, "the client waited for its remote work instead of cancelling it"
     _wait_for("the worker to kill the cancelled command", lambda: not sleeping(), 60)
