@@ -282,6 +282,8 @@ class Worker:
             env = {e.name: e.value for e in command.environment_variables}
             timeout = action.timeout.seconds or None
             exec_start = time.time()
+            self.log(f"worker {self.name}: lease {lease.id}: inputs ready in {fetch_done - fetch_start:.1f}s, "
+                     "command started")
             ran = self.sandbox.run(SandboxRequest(
                 argv, env, root / "in", root / "out", root / "work", tuple(self.mounts), log,
                 timeout=float(timeout) if timeout else None,
@@ -290,12 +292,15 @@ class Worker:
             self.log(f"worker {self.name}: lease {lease.id}: exit code {ran.exit_code} after "
                      f"{exec_done - exec_start:.1f}s")
             result = pb.ActionResult(exit_code=ran.exit_code)
+            upload: list[Digest] = []
+            blobs: dict[Digest, bytes] = {}
             if ran.exit_code == 0:
-                self._collect(root, outs, result)
+                self._collect(root, outs, result, upload, blobs)
             if log.exists() and log.stat().st_size:
                 logd = self.store.put_file(log, move=True)
-                self._upload([logd])
+                upload.append(logd)
                 result.stdout_digest.CopyFrom(pb.Digest(hash=logd.hash, size_bytes=logd.size))
+            self._upload(upload, blobs)  # outputs and log in one FindMissingBlobs and one batch
             m = result.execution_metadata
             m.worker = self.name
             for field, t in (("worker_start_timestamp", started), ("input_fetch_start_timestamp", fetch_start),
@@ -419,11 +424,11 @@ class Worker:
             shutil.rmtree(staging, ignore_errors=True)
         return dest / "tree"
 
-    def _collect(self, root: Path, outs: Sequence[str], result: Any) -> None:
-        """Upload the outputs that exist; a missing one is the client's to report."""
+    def _collect(self, root: Path, outs: Sequence[str], result: Any, upload: list[Digest],
+                 blobs: dict[Digest, bytes]) -> None:
+        """The outputs that exist, into the store and *result*, their blobs
+        into *upload*/*blobs*; a missing one is the client's to report."""
         pb = self.pb
-        upload: list[Digest] = []
-        blobs: dict[Digest, bytes] = {}
         for rel in outs:
             p = root / rel
             if p.is_symlink():
@@ -439,7 +444,6 @@ class Worker:
                 td, data = _reapi.serialize(tree)
                 blobs[td] = data
                 result.output_directories.add(path=rel, tree_digest=pb.Digest(hash=td.hash, size_bytes=td.size))
-        self._upload(upload, blobs)
 
 
 class MissingInput(Exception):

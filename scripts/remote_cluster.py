@@ -177,7 +177,10 @@ schedulers:
     bot-session-keepalive-timeout: {self.keepalive}
     session-expiry-timer-interval: 2
     max-job-attempts: 3
-    poll-interval: 0.2
+    # how often the scheduler looks for changes to tell Execute streams and
+    # long-polling bots about (BuildGrid's defaults, 1 s, add up to seconds per action)
+    poll-interval: 0.05
+    bot-poll-interval: 0.05
     assigners:
       - !priority-age-assigner
         count: 2

@@ -100,6 +100,8 @@ def test_flagship_on_the_cluster_with_a_worker_killed(tmp_path, warm_store, clus
             return None
 
         victim = _wait_for("a worker to take OpenSSL's build", openssl_worker, 600, build)
+        _wait_for("OpenSSL's build to start on the worker",
+                  lambda: "command started" in victim.log.read_text().split("out/lib/libcrypto.a")[-1], 600, build)
         time.sleep(20)  # well into make
         assert "exit code" not in victim.log.read_text().split("out/lib/libcrypto.a")[-1], \
             "OpenSSL's build finished before the worker could be killed"
@@ -166,7 +168,7 @@ def test_all_platforms_run_on_both_workers_at_once(tmp_path, all_wheels, cluster
     done = _finished(log)
     remote = [e for e in done if e["where"].startswith("remote:")]
     assert {e["where"] for e in remote} == {"remote:w1", "remote:w2"}, proc.stderr
-    assert len({e["config"] for e in remote}) == 6
+    assert len({e["config"] for e in remote} - {""}) == 6  # (cffi's C source is the same for all six)
     assert not [e for e in done if e["status"] == "executed" and e["where"] == "local"]
     pairs = _overlapping(done)
     assert pairs, "no two remote actions of different platforms overlapped on the two workers"
