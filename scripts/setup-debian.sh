@@ -8,15 +8,18 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-# deb-src for trixie: derived from the host's own sources file so that no
-# archive host is named here.
+# deb-src for the releases whose source packages carry the pinned OpenSSL
+# tarballs (trixie: 3.5, bookworm: 3.0, bullseye: 1.1.1w): derived from the
+# host's own sources file so that no archive host is named here.
 src=/etc/apt/sources.list.d/debian.sources
-dst=/etc/apt/sources.list.d/hermetic-trixie-src.sources
-if [ -f "$src" ] && [ ! -f "$dst" ]; then
+dst=/etc/apt/sources.list.d/hermetic-openssl-src.sources
+suites="trixie bookworm bullseye"
+if [ -f "$src" ] && ! grep -qs "^Suites: $suites\$" "$dst"; then
   # first stanza only (the main archive, not -security)
   awk 'BEGIN{RS=""; ORS="\n\n"} NR==1' "$src" \
-    | sed -e 's/^Types:.*/Types: deb-src/' -e 's/^Suites:.*/Suites: trixie/' \
+    | sed -e 's/^Types:.*/Types: deb-src/' -e "s/^Suites:.*/Suites: $suites/" \
     | $SUDO tee "$dst" >/dev/null
+  $SUDO rm -f /etc/apt/sources.list.d/hermetic-trixie-src.sources  # what earlier versions of this script made
 fi
 
 export DEBIAN_FRONTEND=noninteractive

@@ -105,12 +105,14 @@ def check_os_environ_stable(default_store):
 
 def copy_workspace(dest: Path) -> Path:
     """A fresh copy of this repository's workspace (BUILD files and sources)."""
-    top = {".git", "hermetic-out", ".pytest_cache", "tests", "bench", ".ci", "build"}
+    top = {".git", "hermetic-out", ".pytest_cache", "tests", "bench", ".ci", "build", ".mypy_cache", ".ruff_cache",
+           ".hypothesis"}
 
     def ignore(directory: str, names: list[str]) -> set[str]:
         skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
         if Path(directory) == REPO:
-            skip |= top & set(names)
+            # and the virtual environments (hundreds of MB, nothing a build reads)
+            skip |= (top & set(names)) | {n for n in names if n.startswith(".venv")}
         return skip
 
     shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
