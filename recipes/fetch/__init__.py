@@ -192,37 +192,21 @@ def fetch_apt_source(url: str, dest: Path, *, sha256: str, timeout: float) -> No
 
 
 def fetch_pip(url: str, dest: Path, *, sha256: str, timeout: float) -> None:
-    """``pip:<name>==<version>/<filename>``: a wheel (binary only) or, for
-    any other file name, the source distribution (``--no-binary :all:``),
-    through pip's own configured index, hash-checked by pip and by hermetic."""
-    from packaging.utils import parse_wheel_filename
+    """``pip:<name>==<version>/<filename>``: a wheel or a source
+    distribution, from the indexes pip is configured with, found by its file
+    name through the simple repository API and checked against the pin
+    (:mod:`recipes.fetch.simple_index`). Nothing of the package runs: no
+    ``pip download``, whose metadata step would execute an sdist's build
+    backend on the host."""
+    from recipes.fetch import simple_index
 
     req, _, filename = url.split(":", 1)[1].partition("/")
-    wheel = filename.endswith(".whl")
-    tmp = Path(tempfile.mkdtemp(prefix="hermetic-pip."))
-    try:
-        (tmp / "req.txt").write_text(f"{req} --hash=sha256:{sha256}\n")
-        argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-                "--only-binary" if wheel else "--no-binary", ":all:", "--require-hashes", "-q",
-                "-d", str(tmp / "d"), "-r", str(tmp / "req.txt")]
-        tags = parse_wheel_filename(filename)[3] if wheel else ()
-        t = sorted(tags, key=str)[0] if tags else None
-        if t is not None and t.platform != "any":
-            argv += ["--implementation", t.interpreter[:2], "--abi", t.abi]
-            if len(t.interpreter) > 3:  # cp311: that Python; py3: any, so this one's version (pip's default)
-                argv += ["--python-version", t.interpreter[2:]]
-            for tg in sorted({x.platform for x in tags}):
-                argv += ["--platform", tg]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=max(timeout, 120))
-        if proc.returncode != 0:
-            raise FetchError(f"pip download {req} failed: {proc.stderr.strip()[-400:]}")
-        got = tmp / "d" / filename
-        if not got.is_file():
-            found = sorted(p.name for p in (tmp / "d").iterdir())
-            raise FetchError(f"pip download {req} gave {found}, not {filename}")
-        shutil.copyfile(got, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    name, sep, version = req.partition("==")
+    if not sep or not name or not version or not filename:
+        raise FetchError(f'"{url}" is not pip:NAME==VERSION/FILENAME')
+    if version not in filename:
+        raise FetchError(f"{filename} is not version {version} of {name}", hint="fix the pip: URL")
+    simple_index.fetch(name, filename, sha256, dest)
 
 
 # -- OpenPGP ----------------------------------------------------------------------
