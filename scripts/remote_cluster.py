@@ -59,6 +59,15 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, what: st
     raise ClusterError(f"{what} did not listen on 127.0.0.1:{port}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it
+    dies (a test killed with SIGKILL leaves no server behind)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     """Stop a process this module started, by its PID."""
     if proc is None or proc.poll() is not None:
@@ -114,7 +123,8 @@ class Postgres:
                 [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port),
                  "-k", str(self.dir), "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=200"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, user=user, cwd=self.dir)
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, user=user, cwd=self.dir,
+                preexec_fn=_die_with_parent)
         wait_listening(self.port, self.proc, log, "PostgreSQL")
         return self
 
@@ -215,7 +225,8 @@ instances:
                                + migrated.stderr.decode(errors="replace")[-2000:])
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([str(BGD), "server", "start", str(conf)], stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                         preexec_fn=_die_with_parent)
         wait_listening(self.port, self.proc, log, "BuildGrid")
         return self
 
@@ -247,7 +258,8 @@ class Worker:
             self.proc = subprocess.Popen(
                 [str(HERMETIC), "--cache-dir", str(self.prefix / "cache"), "worker", "--server", self.server,
                  "--instance", self.instance, "--jobs", str(self.jobs), "--name", self.name, *self.extra],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                preexec_fn=_die_with_parent)
         return self
 
     def wait_ready(self, timeout: float = 120) -> None:
