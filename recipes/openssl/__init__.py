@@ -48,7 +48,7 @@ def _openssl(ctx: RuleContext) -> list[Provider]:
     script = "\n".join([
         "set -eu",
         # Configure's own list of what can be disabled says whether this release knows no-docs
-        f"DOCS=; if sed -n '/^my @disablables = (/,/^);/p' {configure_pl} | grep -q '\"docs\"'; then "
+        f"DOCS=; if sed -n '/^my @disablables = (/,$p' {configure_pl} | grep -q '^ *\"docs\",'; then "
         "DOCS=no-docs; fi",
         "mkdir build && cd build",
         " ".join(configure),
