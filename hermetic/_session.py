@@ -23,7 +23,7 @@ from hermetic._plugins import Hooks, make_plugin_manager
 from hermetic.errors import HermeticError, SandboxError
 from hermetic.events import ActionFinished, BuildFinished, BuildStarted, Event, Report, VerifyBegun, ignore
 from hermetic.fetch import FetcherRegistry
-from hermetic.model import Label, Platform
+from hermetic.model import Digest, Label, Platform
 from hermetic.rules import RuleRegistry
 from hermetic.sandbox import LocalSandbox, Sandbox, SandboxConfig
 
@@ -39,6 +39,8 @@ class BuildResult:
     output_dir: Path
     #: the build's hermetic._remote_exec.RemoteExecutor (its counters), or None
     remote_execution: Any = None
+    #: "<target>: test report: ..." for each test action of the targets asked for
+    test_summaries: tuple[str, ...] = ()
 
 
 #: default -j per local core when actions run on a remote executor: the local
@@ -175,7 +177,28 @@ class Session:
                     outputs[label] = paths
             store.save_digests()
         self.executor = ex
-        return BuildResult(outputs, stats, self.output_dir, executor)
+        return BuildResult(outputs, stats, self.output_dir, executor, self._test_summaries(ex, order, labels))
+
+    def _test_summaries(self, ex: Executor, order: Sequence[Any], labels: Sequence[Label]) -> tuple[str, ...]:
+        """The last "test report:" line each test action of *labels* printed
+        (from its stored log; this build's or the cached one's)."""
+        lines = []
+        wanted = set(labels)
+        for a in order:
+            if not a.mnemonic.endswith("Test") or a.owner not in wanted or a.id not in ex.keys:
+                continue
+            result = self.store.get_action(ex.keys[a.id])
+            if not result or not result.get("log"):
+                continue
+            try:
+                text = self.store.read_bytes(Digest(result["log"]["hash"], result["log"]["size"])).decode(
+                    errors="replace")
+            except HermeticError:
+                continue
+            found = [ln for ln in text.splitlines() if ln.startswith("test report:")]
+            if found:
+                lines.append(f"{a.owner}: {found[-1]}")
+        return tuple(lines)
 
     def _provenance(self, art: Any, dest: Path, labels: Sequence[Label], graph: Any, ex: Executor,
                     sources: Mapping[str, Path]) -> list[Path]:
@@ -267,6 +290,38 @@ class Session:
                                      seconds=entry.get("seconds"), reasons=tuple(entry.get("reasons") or ()),
                                      edited_since=tuple(edited), where=entry.get("where")))
         return WhyReport(tuple(str(t) for t in labels), tuple(actions))
+
+    def logs(self, labels: Sequence[Label], mnemonic: str | None = None,
+             closure: bool = False) -> list[tuple[Any, dict[str, Any] | None, bytes | None]]:
+        """The output (stdout and stderr, as the action wrote them) of each
+        action of *labels* (with *closure*, of everything they need) in its
+        last build, from the store: (action, its history entry, the log or
+        None when the store has none: never built, or a remote result whose
+        log stayed remote)."""
+        import re
+
+        analysis, graph = self.analyze(labels)
+        order = graph.closure([a for files in analysis.top.values() for a in files])
+        if not closure:
+            order = [a for a in order if a.owner in set(labels)]
+        if mnemonic:
+            pattern = re.compile(mnemonic)
+            order = [a for a in order if pattern.search(a.mnemonic)]
+        history = History(self.store.root)
+        out: list[tuple[Any, dict[str, Any] | None, bytes | None]] = []
+        for a in order:
+            entry = history.entry(a.id)
+            result = self.store.get_action(entry["key"]) if entry else None
+            log = None
+            if result and result.get("log"):
+                from hermetic.errors import CacheError
+
+                try:
+                    log = self.store.read_bytes(Digest(result["log"]["hash"], result["log"]["size"]))
+                except CacheError:
+                    log = None
+            out.append((a, entry, log))
+        return out
 
     def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float], dict[str, str]]:
         """The longest chain of action durations in the last build of

@@ -187,6 +187,12 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("--dir", type=Path, default=None,
                     help="where NAME.secret and NAME.pub go (default ~/.config/hermetic/keys)")
 
+    lg = sub.add_parser("log", parents=[common],
+                        help="the output (stdout/stderr) of TARGET's actions in their last build, from the store")
+    lg.add_argument("target")
+    lg.add_argument("--mnemonic", metavar="RE", help="only actions whose mnemonic matches, e.g. Test")
+    lg.add_argument("--deps", action="store_true", help="also the actions of everything TARGET needs")
+
     wk = sub.add_parser("worker", parents=[common],
                         help="serve a Remote Execution cluster: run its actions in hermetic's sandbox (a bot of "
                              "BuildGrid's Remote Workers API)")
@@ -300,6 +306,31 @@ def _session(args: argparse.Namespace, **kw: Any):  # type: ignore[no-untyped-de
     return Session(args.directory, cache_dir=args.cache_dir, platform=getattr(args, "platform", None), **kw)
 
 
+def _log(args: argparse.Namespace) -> ExitCode:
+    s = _session(args)
+    found = s.logs(s.parse_labels([args.target]), args.mnemonic, closure=args.deps)
+    if not found:
+        print(f"{args.target}: no actions" + (f" matching {args.mnemonic!r}" if args.mnemonic else ""),
+              file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    for action, entry, log in found:
+        if entry is None:
+            print(f"==> {action.describe()}: never built")
+            continue
+        how = {"executed": "ran", "cached": "from the cache", "remote": "from the remote cache",
+               "failed": "FAILED"}.get(entry.get("outcome", ""), entry.get("outcome", ""))
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.get("time", 0)))
+        print(f"==> {action.describe()} ({how} in the build of {when}; key {entry['key'][:12]}…)")
+        if log is None:
+            print("    (no output in the store: the action printed nothing, failed before it could be stored, "
+                  "or came from a remote cache that keeps its output)")
+        else:
+            sys.stdout.write(log.decode(errors="replace"))
+            if log and not log.endswith(b"\n"):
+                print()
+    return ExitCode.OK
+
+
 def _worker(args: argparse.Namespace) -> ExitCode:
     import socket
 
@@ -354,6 +385,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _aquery(args)
     if args.command == "worker":
         return _worker(args)
+    if args.command == "log":
+        return _log(args)
     if args.command == "clean":
         s = _session(args)
         for p in s.clean(expunge=args.expunge):
@@ -440,6 +473,8 @@ def _build(args: argparse.Namespace) -> ExitCode:
         remote += f"; {rx.executed} ran on remote workers" + (f" ({workers})" if workers else "")
         if rx.disabled:
             remote += ", the rest here"
+    for line in result.test_summaries:
+        print(line, file=sys.stderr)
     print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache{remote} ({secs:.2f}s)",
           file=sys.stderr)
     cwd = Path.cwd()

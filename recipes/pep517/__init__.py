@@ -122,10 +122,13 @@ def _pep517_test(ctx: RuleContext) -> list[Provider]:
     for d in deps:
         argv += ["--wheel", d]
     argv += ["--tests-dir", tree, "--tests-subdir", a.tests_dir]
+    argv += ["--pytest-plugin", ctx.tool_file(RECIPES / "wheel" / "pytest_report.py")]
+    if a.jobs > 1:  # pytest-xdist, pinned among deps, on $HERMETIC_JOBS processes
+        argv.append("--xdist")
     for arg in a.pytest_args:
         argv.append(f"--pytest-arg={arg}")
     ctx.actions.run(argv, inputs=[built.dist, *deps, tree], outputs=[report],  # type: ignore[arg-type]
-                    mnemonic="Pep517Test", toolchains=[python], env=dict(a.env))
+                    mnemonic="Pep517Test", toolchains=[python], env=dict(a.env), cpus=max(1, a.jobs))
     return [DefaultInfo((report,))]
 
 
@@ -150,5 +153,7 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "deps": attr.label_list(providers=[PyWheelInfo], cfg="exec",
                                 doc="pinned wheels installed beside it: runtime and test requirements"),
         "pytest_args": attr.string_list(doc="extra pytest arguments"),
+        "jobs": attr.int(default=1, doc="run the suite with pytest-xdist (pin it among deps) on up to this many "
+                                        "processes ($HERMETIC_JOBS: fewer when -j is smaller)"),
         "env": attr.string_dict(),
     }, doc="Run a package's own pytest suite against its installed wheel in a fresh venv.")(_pep517_test)

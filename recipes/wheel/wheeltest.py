@@ -17,6 +17,8 @@ def main():
     p.add_argument("--tests-dir", help="run the tests of this source tree with pytest instead")
     p.add_argument("--tests-subdir", default="tests", help="where in --tests-dir the tests are")
     p.add_argument("--pytest-arg", action="append", default=[])
+    p.add_argument("--pytest-plugin", help="pytest_report.py: results as pytest counts them")
+    p.add_argument("--xdist", action="store_true", help="run the suite on $HERMETIC_JOBS processes")
     args = p.parse_args()
     work = os.environ["WORK"]
     venv = os.path.join(work, "venv")
@@ -48,30 +50,54 @@ def run_unittest(py, args, work):
     lines = sorted(line for line in text.splitlines() if line.endswith(" ... ok"))
     with open(args.report, "w") as f:
         f.write("\n".join(lines) + f"\n{len(lines)} tests passed\n")
+    sys.stdout.write(f"\ntest report: {len(lines)} tests passed\n")
 
 
 def run_pytest(py, args, work):
     """The tests directory is copied (not the source tree beside it, so the
-    installed wheel is what gets imported) and run with pytest; hypothesis,
-    if the suite uses it, is derandomized."""
-    import re
+    installed wheel is what gets imported) and run with pytest; the report
+    comes from pytest's own results (pytest_report.py), hypothesis runs
+    derandomized. A failing suite still writes its report and prints the
+    failures, then fails the action."""
+    import json
 
     root = os.path.join(work, "t")
     shutil.copytree(os.path.join(args.tests_dir, args.tests_subdir),
                     os.path.join(root, os.path.basename(args.tests_subdir.rstrip("/"))))
     with open(os.path.join(root, "pytest.ini"), "w") as f:
         f.write("[pytest]\n")  # this directory is the rootdir; the package's own config is not read
-    argv = [py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--color=no", *args.pytest_arg]
-    proc = subprocess.run(argv, cwd=root, capture_output=True, text=True)
+    plugins = os.path.join(work, "pytest-plugins")
+    os.mkdir(plugins)
+    shutil.copyfile(args.pytest_plugin, os.path.join(plugins, "pytest_report.py"))
+    report_json = os.path.join(work, "report.json")
+    argv = [py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "pytest_report", "--color=no"]
+    jobs = int(os.environ.get("HERMETIC_JOBS", "1"))
+    if args.xdist:
+        argv += ["-n", str(max(1, jobs))]
+    argv += args.pytest_arg
+    env = dict(os.environ, PYTHONPATH=plugins, HERMETIC_PYTEST_REPORT=report_json)
+    proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env)
     text = proc.stdout + proc.stderr
     sys.stdout.write(text[-20000:])
+    try:
+        with open(report_json, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        sys.stdout.write("\npytest wrote no results (it did not get as far as running the suite)\n")
+        sys.exit(proc.returncode or 1)
+    counts = data["counts"]
+    summary = ", ".join(f"{counts[k]} {k if k != 'error' else 'errors' if counts[k] != 1 else 'error'}"
+                        for k in ("failed", "passed", "skipped", "deselected", "xfailed", "xpassed", "error")
+                        if counts.get(k))
+    lines = [f"{nodeid} {outcome.upper()}" for nodeid, outcome in data["results"]]
+    with open(args.report, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n" + (summary or "no tests ran") + "\n")
     if proc.returncode != 0:
+        for fail in data["failures"][:20]:
+            sys.stdout.write(f"\n---- {fail['nodeid']} ({fail['when']}) ----\n{fail['text']}\n")
+        sys.stdout.write(f"\ntest report: {summary or 'no tests ran'} (pytest exit code {proc.returncode})\n")
         sys.exit(proc.returncode)
-    results = sorted(m.group(1) + " " + m.group(2) for m in re.finditer(
-        r"^(\S+::\S+) (PASSED|SKIPPED|XFAIL|XPASS)", text, re.M))
-    counts = {k: sum(r.endswith(" " + k) for r in results) for k in ("PASSED", "SKIPPED", "XFAIL", "XPASS")}
-    with open(args.report, "w") as f:
-        f.write("\n".join(results) + "\n" + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n) + "\n")
+    sys.stdout.write(f"\ntest report: {summary}\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""pep517_test's report comes from pytest's own results: its totals are the
+ones on pytest's summary line, with and without xdist, whatever the test
+IDs look like and wherever a skip is raised; a failing suite still writes
+its report and prints its failures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "recipes" / "wheel"))
+import wheeltest  # noqa: E402
+
+SUITE = {
+    "test_ids.py": '''
+import pytest
+
+@pytest.mark.parametrize("word", ["with space", "tab\\there", "x::y", "ünïcode"], ids=lambda w: w)
+def test_odd_ids(word):
+    assert word
+
+@pytest.mark.xfail(reason="known", strict=False)
+def test_xfail():
+    assert False
+
+@pytest.mark.xfail(reason="fixed since", strict=False)
+def test_xpass():
+    pass
+
+@pytest.mark.skip(reason="not here")
+def test_skipped():
+    pass
+
+def test_deselected_by_k():
+    pass
+''',
+    "test_module_skip.py": '''
+import pytest
+pytest.skip("the whole module, at collection", allow_module_level=True)
+
+def test_never():
+    pass
+''',
+    "test_many.py": '''
+import pytest
+
+@pytest.mark.parametrize("i", range(40))
+def test_many(i):
+    assert i >= 0
+''',
+}
+
+FAILING = {"test_fails.py": '''
+def test_ok():
+    pass
+
+def test_broken():
+    assert 1 + 1 == 3, "arithmetic is off"
+'''}
+
+
+def _run(tmp_path: Path, files: dict[str, str], xdist: bool, capsys) -> tuple[str, str, int]:
+    src = tmp_path / "src" / "tests"
+    src.mkdir(parents=True)
+    for name, text in files.items():
+        (src / name).write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    args = argparse.Namespace(report=str(tmp_path / "report.txt"), tests_dir=str(tmp_path / "src"),
+                              tests_subdir="tests", pytest_arg=["-k", "not deselected"],
+                              pytest_plugin=str(REPO / "recipes" / "wheel" / "pytest_report.py"), xdist=xdist)
+    old = dict(os.environ)
+    os.environ.update(WORK=str(work), HERMETIC_JOBS="2")
+    code = 0
+    try:
+        wheeltest.run_pytest(sys.executable, args, str(work))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    out = capsys.readouterr().out
+    return (tmp_path / "report.txt").read_text(), out, code
+
+
+def _pytest_summary(out: str) -> dict[str, int]:
+    """The counts on pytest's own last summary line ("== 3 passed, 1 skipped in 0.1s ==")."""
+    line = [ln for ln in out.splitlines() if re.match(r"^=+ .* in [\d.]+s", ln)][-1]
+    return {word.rstrip("s") if word in ("errors",) else word: int(n)
+            for n, word in re.findall(r"(\d+) (\w+)", line.split(" in ")[0])}
+
+
+def _report_summary(report: str) -> dict[str, int]:
+    return {word.rstrip("s") if word in ("errors",) else word: int(n)
+            for n, word in re.findall(r"(\d+) (\w+)", report.splitlines()[-1])}
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+def test_report_totals_are_pytests(tmp_path, capsys, xdist):
+    report, out, code = _run(tmp_path, SUITE, xdist, capsys)
+    assert code == 0, out
+    summary = _pytest_summary(out)
+    assert _report_summary(report) == summary
+    expected = {"passed": 44, "skipped": 2, "deselected": 1, "xfailed": 1, "xpassed": 1}
+    if xdist:  # xdist's workers deselect; its controller's summary line does not count them
+        del expected["deselected"]
+    assert summary == expected
+    assert "tests/test_ids.py::test_odd_ids[with space] PASSED" in report
+    assert "tests/test_module_skip.py SKIPPED" in report  # a skip raised at collection
+    if xdist:
+        assert "2 workers" in out or "gw1" in out
+    assert f"test report: {report.splitlines()[-1]}" in out
+
+
+def test_a_failing_suite_still_reports(tmp_path, capsys):
+    report, out, code = _run(tmp_path, FAILING, False, capsys)
+    assert code == 1
+    assert report.splitlines()[-1] == "1 failed, 1 passed" == ", ".join(
+        f"{n} {w}" for w, n in _pytest_summary(out).items())
+    assert "tests/test_fails.py::test_broken FAILED" in report
+    tail = out[out.rindex("---- tests/test_fails.py::test_broken"):]
+    assert "arithmetic is off" in tail and "test report: 1 failed, 1 passed (pytest exit code 1)" in tail
