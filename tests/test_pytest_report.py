@@ -127,3 +127,33 @@ def test_a_failing_suite_still_reports(tmp_path, capsys):
     assert "tests/test_fails.py::test_broken FAILED" in report
     tail = out[out.rindex("---- tests/test_fails.py::test_broken"):]
     assert "arithmetic is off" in tail and "test report: 1 failed, 1 passed (pytest exit code 1)" in tail
+
+
+def _wheel(path: Path, name: str, version: str, requires: list[str]) -> Path:
+    import zipfile
+
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}-{version}.dist-info/METADATA", meta)
+    return path
+
+
+def test_missing_requirements_are_named_before_anything_runs(tmp_path):
+    import subprocess
+
+    pkg = _wheel(tmp_path / "pkg-1.0-py3-none-any.whl", "pkg", "1.0",
+                 ["attrs>=23", "six; python_version < '3'", "rich[jupyter]; extra == 'fancy'",
+                  "Typing_Extensions>=4"])
+    old_attrs = _wheel(tmp_path / "attrs-22.1-py3-none-any.whl", "attrs", "22.1", [])
+    te = _wheel(tmp_path / "typing_extensions-4.12-py3-none-any.whl", "typing_extensions", "4.12", [])
+    proc = subprocess.run([sys.executable, "-c", wheeltest.REQUIRES_CHECK, str(pkg), str(old_attrs), str(te)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "pkg requires attrs>=23: the pinned attrs is 22.1" in proc.stdout
+    assert "six" not in proc.stdout and "rich" not in proc.stdout  # markers false for this interpreter
+    assert "typing" not in proc.stdout.lower().split("requirements not met")[1]  # names are canonicalized
+    good = _wheel(tmp_path / "attrs-24.2-py3-none-any.whl", "attrs", "24.2", [])
+    proc = subprocess.run([sys.executable, "-c", wheeltest.REQUIRES_CHECK, str(pkg), str(good), str(te)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout

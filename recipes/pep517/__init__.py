@@ -56,6 +56,9 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
     for site in sites:
         argv += ["--path", site]
     flags: list[object] = []
+    for key, values in sorted(a.config_settings.items()):
+        for value in values.split("\n") if "\n" in values else [values]:  # one line per value of a list
+            flags += ["--config-setting", f"{key}={value}"]
     forbid = list(a.forbid_needed)
     if not system:
         flags.append("--hermetic-cc")
@@ -140,6 +143,9 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
                                           doc="pinned wheels the backend needs (setuptools, cffi, ...)"),
         "deps": attr.label_list(providers=[CcInfo], doc="native libraries to compile and link against"),
         "env": attr.string_dict(doc="the package's own build switches, e.g. SODIUM_INSTALL = \"system\""),
+        "config_settings": attr.string_dict(doc="PEP 517 config_settings for the backend, e.g. "
+                                                "{\"--build-option\" = \"--py-limited-api=cp39\"} (a value of "
+                                                "several lines is a list)"),
         "inspect_requires": attr.label_list(providers=[PyWheelInfo], cfg="exec", doc="lief, to read the module"),
         "forbid_needed": attr.string_list(doc="regexes of libraries the extension may not need dynamically "
                                               "(deps' libraries are added)"),

@@ -92,9 +92,16 @@ def _python_headers():
 def main(argv):
     opts = {"--path": [], "--include": [], "--lib": [], "--version-script": []}
     hermetic_cc = False
-    while argv and (argv[0] in opts or argv[0] == "--hermetic-cc"):
+    config_settings = {}  # PEP 517: a key given twice is a list
+    while argv and (argv[0] in opts or argv[0] in ("--hermetic-cc", "--config-setting")):
         if argv[0] == "--hermetic-cc":
             hermetic_cc, argv = True, argv[1:]
+            continue
+        if argv[0] == "--config-setting":
+            key, _, value = argv[1].partition("=")
+            old = config_settings.get(key)
+            config_settings[key] = value if old is None else [*(old if isinstance(old, list) else [old]), value]
+            argv = argv[2:]
             continue
         opts[argv[0]].append(os.path.abspath(argv[1]))
         argv = argv[2:]
@@ -145,9 +152,9 @@ def main(argv):
         backend = getattr(backend, part)
     hook = getattr(backend, "get_requires_for_build_wheel", None)
     if hook is not None:
-        check(hook({}), f"the backend {spec}")
+        check(hook(dict(config_settings)), f"the backend {spec}")
     os.makedirs(out, exist_ok=True)
-    name = backend.build_wheel(out, {})
+    name = backend.build_wheel(out, dict(config_settings))
     print(f"built {name} with {spec}")
 
 

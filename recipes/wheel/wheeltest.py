@@ -27,12 +27,52 @@ def main():
     wheels = []
     for w in args.wheel:  # a wheel, or a directory holding wheels (py_wheel's dist)
         wheels += sorted(os.path.join(w, n) for n in os.listdir(w) if n.endswith(".whl")) if os.path.isdir(w) else [w]
+    # installed with --no-deps: check first that every requirement is among them, so a missing pin
+    # is named here instead of surfacing as an ImportError deep in the suite
+    check = subprocess.run([py, "-c", REQUIRES_CHECK, *wheels], capture_output=True, text=True)
+    if check.returncode != 0:
+        sys.stdout.write(check.stdout + check.stderr)
+        sys.exit(check.returncode)
     subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir",
                     "--disable-pip-version-check", "-q", *wheels], check=True)
     if args.tests_dir:  # a package's own pytest suite (a directory of its source)
         run_pytest(py, args, work)
     else:
         run_unittest(py, args, work)
+
+
+#: run by the fresh venv's interpreter (so markers are evaluated for it), with
+#: the packaging that pip vendors: every Requires-Dist of every wheel, without
+#: extras, must be met by one of the wheels
+REQUIRES_CHECK = r"""
+import sys, zipfile
+from email.parser import Parser
+from pip._vendor.packaging.requirements import Requirement
+from pip._vendor.packaging.utils import canonicalize_name
+from pip._vendor.packaging.version import Version
+have, needs = {}, []
+for path in sys.argv[1:]:
+    with zipfile.ZipFile(path) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+        meta = Parser().parsestr(zf.read(name).decode("utf-8"))
+    have[canonicalize_name(meta["Name"])] = Version(meta["Version"])
+    needs += [(meta["Name"], r) for r in meta.get_all("Requires-Dist") or []]
+missing = []
+for who, text in needs:
+    req = Requirement(text)
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        continue
+    got = have.get(canonicalize_name(req.name))
+    if got is None:
+        missing.append(f"{who} requires {text}: no wheel of {req.name} is among the test's wheels")
+    elif req.specifier and not req.specifier.contains(got, prereleases=True):
+        missing.append(f"{who} requires {text}: the pinned {req.name} is {got}")
+if missing:
+    print("requirements not met (the wheels are installed with --no-deps: pin each one with python_wheel "
+          "and add it to deps):")
+    print("\n".join("  " + m for m in missing))
+    sys.exit(1)
+"""
 
 
 def run_unittest(py, args, work):
