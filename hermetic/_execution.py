@@ -123,24 +123,6 @@ class Executor:
         return self.history.reasons(action.id, key, self._ingredients.get(action.id, {}),
                                     cache_used=self.use_cache, upstream=upstream)
 
-    def plan(self, order: Sequence[Action]) -> dict[str, Planned]:
-        """What a build would do, without running anything: each action's
-        key where its inputs are known (sources, outputs of cached actions)
-        and whether the cache has it; otherwise what it waits for."""
-        out: dict[str, Planned] = {}
-        for a in order:
-            waits = sorted({p.describe() for p in (self.producer(i.path) for i in a.needs
-                                                    if not self.artifacts.known(i.path)) if p is not None})
-            if waits:
-                out[a.id] = Planned(None, "would-run", tuple(waits))
-                continue
-            key = self.key_of(a)
-            hit = self.store.get_action(key)
-            if hit is not None:
-                self.artifacts.record(ActionResult.from_json(hit).outputs, key)
-            out[a.id] = Planned(key, "cached" if hit is not None else "would-run")
-        return out
-
     # -- one action -----------------------------------------------------------
 
     def _execute_one(self, action: Action) -> bool:
@@ -185,23 +167,18 @@ class Executor:
         if self.history is not None:
             self.history.record(action, key, outcome, reasons, seconds if outcome == "executed" else None, where)
 
-    def _run_and_store(self, action: Action, key: str) -> RunResult:
-        done = self.runners.run(action, self.artifacts)
-        if done.where != "local":
-            # made on the cluster: its bytes are there; the team cache learns hermetic's key for
-            # them, and they come here only when something here needs them
-            result = ActionResult(done.outputs, done.log, action.mnemonic, str(action.owner)).to_json()
-            if self.remote is not None:
-                self.remote.upload(key, self.materials[action.id], result, action.describe())
-            if self.artifacts.adopt_remote(action, key, result, self.goals):
-                return done
-            self.report(Note(f"running {action.describe()} here: its remote outputs cannot be downloaded"))
-            done = self.runners.run_local(action, self.artifacts)
+    def _run_and_store(self, action: Action, key: str, local: bool = False) -> RunResult:
+        done = (self.runners.run_local if local else self.runners.run)(action, self.artifacts)
         result = ActionResult(done.outputs, done.log, action.mnemonic, str(action.owner)).to_json()
-        self.store.put_action(key, result)
-        self.artifacts.record(done.outputs, key)
-        if self.remote is not None:
+        if self.remote is not None:  # the team cache learns the result under hermetic's key
             self.remote.upload(key, self.materials[action.id], result, action.describe())
+        if done.where == "local":
+            self.store.put_action(key, result)
+            self.artifacts.record(done.outputs, key)
+        elif not self.artifacts.adopt_remote(action, key, result, self.goals):
+            # made on the cluster, its bytes stay there until needed here, unless they cannot be had
+            self.report(Note(f"running {action.describe()} here: its remote outputs cannot be downloaded"))
+            return self._run_and_store(action, key, local=True)
         return done
 
     def _run_after_remote_failed(self, action: Action, key: str) -> Mapping[str, Entry]:
@@ -264,3 +241,22 @@ class Executor:
                                   "" if self.scheduler.keep_going else
                                   "; --keep-going builds everything that does not depend on it"))
         return self.stats
+
+
+def plan(ex: Executor, order: Sequence[Action]) -> dict[str, Planned]:
+    """What a build would do, without running anything: each action's key
+    where its inputs are known (sources, outputs of cached actions) and
+    whether the cache has it; otherwise what it waits for (``aquery``)."""
+    out: dict[str, Planned] = {}
+    for a in order:
+        waits = sorted({p.describe() for p in (ex.producer(i.path) for i in a.needs
+                                                if not ex.artifacts.known(i.path)) if p is not None})
+        if waits:
+            out[a.id] = Planned(None, "would-run", tuple(waits))
+            continue
+        key = ex.key_of(a)
+        hit = ex.store.get_action(key)
+        if hit is not None:
+            ex.artifacts.record(ActionResult.from_json(hit).outputs, key)
+        out[a.id] = Planned(key, "cached" if hit is not None else "would-run")
+    return out

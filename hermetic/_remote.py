@@ -454,6 +454,15 @@ class RemoteCache:
 
     # -- faults ----------------------------------------------------------------
 
+    def note_once(self, kind: str, message: str) -> None:
+        """Say *message* unless something of *kind* was said in this build
+        (a remote executor on the same server shares the one fault message)."""
+        self._note_once(kind, message)
+
+    def count_up(self, n: int) -> None:
+        with self._lock:
+            self.stats.bytes_up += n
+
     def _note_once(self, kind: str, message: str) -> None:
         with self._lock:
             if kind in self._said:

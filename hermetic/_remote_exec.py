@@ -97,7 +97,7 @@ class RemoteExecutor:
         if self.cache.config.url == self.url:
             self.cache.disabled = True
         if first:
-            self.cache._note_once("fault", f"remote executor {self.url}: {why}; building locally from here on")
+            self.cache.note_once("fault", f"remote executor {self.url}: {why}; building locally from here on")
 
     def cancel_all(self) -> None:
         """The build was interrupted: cancel every operation in flight
@@ -232,8 +232,7 @@ class RemoteExecutor:
                 small.append((d, self.store.blob_path(d.hash).read_bytes()))
             else:
                 self.transport.write(d, self.store.blob_path(d.hash))
-            with self.cache._lock:
-                self.cache.stats.bytes_up += d.size
+            self.cache.count_up(d.size)
         self.transport.write_batch(small)
 
     def _run(self, action_digest: Digest, label: str) -> Any:

@@ -17,6 +17,7 @@ from hermetic._analysis import Analysis, Analyzer, load
 from hermetic._buildfile import Workspace, find_workspace
 from hermetic._cache import Store, default_cache_dir
 from hermetic._execution import BuildStats, Executor
+from hermetic._execution import plan as _plan
 from hermetic._fetch import FetchResolver
 from hermetic._history import History
 from hermetic._plugins import Hooks, make_plugin_manager
@@ -361,7 +362,7 @@ class Session:
         ex = Executor(store=self.store, sandbox=self.sandbox(), fetcher=self._fetch_resolver(),
                       sources=analysis.sources, jobs=self.jobs, source_date_epoch=self.ws.config.source_date_epoch,
                       producer=graph.producer.get)
-        plan = ex.plan(order)
+        plan = _plan(ex, order)
         out = []
         for a in order:
             known = ex.artifacts.entries

@@ -187,6 +187,24 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("--dir", type=Path, default=None,
                     help="where NAME.secret and NAME.pub go (default ~/.config/hermetic/keys)")
 
+    pn = sub.add_parser("pin", parents=[common],
+                        help="resolve requirements with pip's resolver and write pinned python_wheel targets")
+    pn.add_argument("requirements", nargs="*", metavar="REQ", help="runtime requirements (group \"runtime\")")
+    pn.add_argument("--build", action="append", default=[], metavar="REQ", help="a build requirement (group "
+                                                                                 "\"build\")")
+    pn.add_argument("--test", action="append", default=[], metavar="REQ", help="a test requirement (group \"test\")")
+    pn.add_argument("--sdist", type=Path, action="append", default=[],
+                    help="add this sdist's [build-system] requires to the build group (read, not run)")
+    pn.add_argument("--test-requirements", type=Path, action="append", default=[], metavar="FILE",
+                    help="a requirements file for the test group")
+    pn.add_argument("--python", action="append", default=[], metavar="X.Y", help="CPython versions (repeatable; "
+                                                                                 "default: this one)")
+    pn.add_argument("--platform", dest="pin_platforms", action="append", default=[], metavar="TAG",
+                    help="wheel platform tags, e.g. manylinux2014_x86_64 (repeatable; default: this machine's)")
+    pn.add_argument("--dir", type=Path, default=None, help="the package the pins go to (default: pins/ under "
+                                                           "the workspace root); the command owns its BUILD.toml")
+    pn.add_argument("--upgrade", action="append", default=[], metavar="NAME", help="move this pin (repeatable)")
+
     lg = sub.add_parser("log", parents=[common],
                         help="the output (stdout/stderr) of TARGET's actions in their last build, from the store")
     lg.add_argument("target")
@@ -306,6 +324,39 @@ def _session(args: argparse.Namespace, **kw: Any):  # type: ignore[no-untyped-de
     return Session(args.directory, cache_dir=args.cache_dir, platform=getattr(args, "platform", None), **kw)
 
 
+def _pin(args: argparse.Namespace) -> ExitCode:
+    from hermetic import _pin as pins
+
+    groups: dict[str, list[str]] = {"runtime": list(args.requirements), "build": list(args.build),
+                                    "test": list(args.test)}
+    for sdist in args.sdist:
+        groups["build"] += pins.sdist_build_requires(sdist)
+    for f in args.test_requirements:
+        groups["test"] += pins.read_requirements(f)
+    if not any(groups.values()):
+        raise pins.PinError("nothing to pin: name requirements (REQ, --build, --test, --sdist, "
+                            "--test-requirements)", reason="usage")
+    pythons = args.python or [f"{sys.version_info.major}.{sys.version_info.minor}"]
+    platforms = args.pin_platforms or [_host_wheel_platform()]
+    from hermetic._buildfile import find_workspace
+
+    cwd = Path(args.directory or ".").resolve()
+    root = find_workspace(cwd)
+    out = (cwd / args.dir).resolve() if args.dir is not None else root / "pins"
+    if not out.is_relative_to(root):
+        raise pins.PinError(f"--dir {args.dir} is outside the workspace {root}", reason="usage")
+    build = pins.pin(groups, pythons=pythons, platforms=platforms, out_dir=out, upgrade=args.upgrade,
+                     say=lambda m: print(m, file=sys.stderr), package=out.relative_to(root).as_posix())
+    print(f"wrote {build}")
+    return ExitCode.OK
+
+
+def _host_wheel_platform() -> str:
+    import sysconfig
+
+    return sysconfig.get_platform().replace("-", "_").replace(".", "_")
+
+
 def _log(args: argparse.Namespace) -> ExitCode:
     s = _session(args)
     found = s.logs(s.parse_labels([args.target]), args.mnemonic, closure=args.deps)
@@ -387,6 +438,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _worker(args)
     if args.command == "log":
         return _log(args)
+    if args.command == "pin":
+        return _pin(args)
     if args.command == "clean":
         s = _session(args)
         for p in s.clean(expunge=args.expunge):

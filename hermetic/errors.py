@@ -60,6 +60,7 @@ class Reason(enum.StrEnum):
     # fetching and archives
     FETCH_FAILED = "fetch-failed"
     HASH_MISMATCH = "hash-mismatch"
+    UNRESOLVABLE = "unresolvable"
     BAD_SIGNATURE = "bad-signature"
     NO_VERIFIER = "no-verifier"
     BAD_ARCHIVE = "bad-archive"
@@ -129,6 +130,9 @@ REASONS: dict[Reason, tuple[Exit, str]] = {
     Reason.GRAPHVIZ: (Exit.ENVIRONMENT, "apt-get install graphviz, or use --format dot"),
     Reason.FETCH_FAILED: (Exit.INPUT, "put the file in a --distdir directory, or check the recipe's URLs "
                                       "and mirrors"),
+    Reason.UNRESOLVABLE: (Exit.INPUT, "pip's resolver found no set of binary wheels that meets every "
+                                      "requirement on every Python and platform asked for: relax a specifier or "
+                                      "drop a platform"),
     Reason.HASH_MISMATCH: (Exit.INPUT, "a source served other bytes than the pin: if the pin is right, the "
                                        "source is wrong (remove it); a new release needs a new pin"),
     Reason.BAD_SIGNATURE: (Exit.INPUT, "the bytes do not carry upstream's signature by the pinned key: do not "

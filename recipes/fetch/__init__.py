@@ -195,10 +195,10 @@ def fetch_pip(url: str, dest: Path, *, sha256: str, timeout: float) -> None:
     """``pip:<name>==<version>/<filename>``: a wheel or a source
     distribution, from the indexes pip is configured with, found by its file
     name through the simple repository API and checked against the pin
-    (:mod:`recipes.fetch.simple_index`). Nothing of the package runs: no
+    (:mod:`hermetic.pyindex`). Nothing of the package runs: no
     ``pip download``, whose metadata step would execute an sdist's build
     backend on the host."""
-    from recipes.fetch import simple_index
+    from hermetic import pyindex as simple_index
 
     req, _, filename = url.split(":", 1)[1].partition("/")
     name, sep, version = req.partition("==")
