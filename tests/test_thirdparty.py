@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -62,6 +63,12 @@ def test_pynacl_builds_against_hermetic_libsodium_and_passes_its_own_tests(pynac
     m = re.fullmatch(r"(\d+) passed, (\d+) skipped", report[-1])
     assert m and int(m.group(1)) > 4000, report[-1]
     assert "tests/test_box.py::test_box_encryption[" in "\n".join(report)
+    # the report's totals are the ones on pytest's own summary line, which `hermetic log` shows
+    log = hermetic_cli("--cache-dir", str(pynacl.parent / "cache"), "log", "//thirdparty/pynacl:test",
+                       cwd=pynacl).stdout
+    summary = re.findall(r"^=+ (\d+ passed(?:, \d+ \w+)*) in [\d.]+s", log, re.M)
+    assert summary and summary[-1] == report[-1], (summary, report[-1])
+    assert f"test report: {report[-1]}" in log
     with zipfile.ZipFile(wheel) as zf:
         so = zf.read(next(n for n in zf.namelist() if n.endswith(".so")))
     assert not machine_paths_in(so)  # optimized (no UBSan file names), no -I/-L of the sandbox or host
