@@ -178,13 +178,15 @@ class Session:
                     outputs[label] = paths
             store.save_digests()
         self.executor = ex
-        return BuildResult(outputs, stats, self.output_dir, executor, self._test_summaries(ex, order, labels))
+        return BuildResult(outputs, stats, self.output_dir, executor, self._test_summaries(ex, order, labels, goals))
 
-    def _test_summaries(self, ex: Executor, order: Sequence[Any], labels: Sequence[Label]) -> tuple[str, ...]:
+    def _test_summaries(self, ex: Executor, order: Sequence[Any], labels: Sequence[Label],
+                        goals: Sequence[Any]) -> tuple[str, ...]:
         """The last "test report:" line each test action of *labels* printed
         (from its stored log; this build's or the cached one's)."""
         lines = []
-        wanted = set(labels)
+        goal_paths = {g.path for g in goals}
+        wanted = set(labels) | {a.owner for a in order if any(o.path in goal_paths for o in a.outputs)}
         for a in order:
             if not a.mnemonic.endswith("Test") or a.owner not in wanted or a.id not in ex.keys:
                 continue
@@ -304,7 +306,8 @@ class Session:
         analysis, graph = self.analyze(labels)
         order = graph.closure([a for files in analysis.top.values() for a in files])
         if not closure:
-            order = [a for a in order if a.owner in set(labels)]
+            owners = _owners(analysis, graph, labels)
+            order = [a for a in order if a.owner in owners]
         if mnemonic:
             pattern = re.compile(mnemonic)
             order = [a for a in order if pattern.search(a.mnemonic)]
@@ -446,3 +449,15 @@ def _command_text(argv: list[Any]) -> str:
         else:
             words.append(a)
     return " ".join(w if w.startswith("$") and " " not in w else shlex.quote(w) for w in words)
+
+
+def _owners(analysis: Any, graph: Any, labels: Sequence[Label]) -> set[Any]:
+    """The targets *labels* stand for: themselves, and the owners of the
+    actions making their outputs (an alias's actual target)."""
+    owners: set[Any] = set(labels)
+    for files in analysis.top.values():
+        for f in files:
+            producer = graph.producer.get(f.path)
+            if producer is not None:
+                owners.add(producer.owner)
+    return owners

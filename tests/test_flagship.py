@@ -177,7 +177,11 @@ def test_binding_change_rebuilds_only_the_binding(tmp_path, warm_store):
 
 def test_cache_stats_and_graph(tmp_path, warm_store):
     ws = copy_workspace(tmp_path / "ws")
-    hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, cwd=ws)
+    built = hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, cwd=ws)
+    # the test's totals at the end of the build, from its stored log (it was cached)
+    assert re.search(r"^//wheel:hermetic-openssl: test report: \d+ tests passed$", built.stderr, re.M), built.stderr
+    log = hermetic_cli("--cache-dir", str(warm_store), "log", FLAGSHIP, "--mnemonic", "Test$", cwd=ws).stdout
+    assert log.startswith("==> PyWheelTest //wheel:hermetic-openssl") and " ... ok" in log
     stats = hermetic_cli("--cache-dir", str(warm_store), "cache", "stats", cwd=ws).stdout
     last = re.search(r"^last build: +(\d+) actions, (\d+) executed, (\d+) from the local cache", stats, re.M)
     assert last and tuple(map(int, last.groups())) == (N, 0, N), stats
