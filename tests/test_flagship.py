@@ -216,7 +216,7 @@ def _usable_by_others(path: str) -> bool:
 
 
 def _site_for_other_user(dest: Path, checkout: Path) -> Path:
-    """hermetic's dependencies, and its entry points as the checkout's
+    """hermetic's dependencies (all it declares), and its entry points as the checkout's
     pyproject.toml declares them, where another user can read them; the
     modules themselves come from the checkout."""
     import tomllib
@@ -229,7 +229,21 @@ def _site_for_other_user(dest: Path, checkout: Path) -> Path:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: hermetic\nVersion: {project['version']}\n")
     eps = project["entry-points"]["hermetic"]
     (info / "entry_points.txt").write_text("[hermetic]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
-    for name in ("pluggy", "attrs", "packaging"):
+    from packaging.requirements import Requirement
+
+    # every runtime dependency hermetic declares, and theirs (not their extras)
+    todo = [Requirement(r).name for r in project["dependencies"]]
+    names: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name.lower() in names:
+            continue
+        names.add(name.lower())
+        for r in metadata.requires(name) or ():
+            req = Requirement(r)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    for name in sorted(names):
         dist = metadata.distribution(name)
         tops = {f.parts[0] for f in dist.files or () if f.parts[0] != ".." and not f.parts[0].startswith("__")}
         for top in sorted(tops):
