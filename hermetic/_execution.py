@@ -76,7 +76,7 @@ class Executor:
         self.runners = Runners(store=store, sandbox=sandbox, fetcher=fetcher, source_date_epoch=source_date_epoch,
                                jobs=jobs, variation=variation, remote_executor=remote_executor,
                                local_jobs=local_jobs)
-        self.scheduler = Scheduler(jobs=jobs, keep_going=keep_going,
+        self.scheduler = Scheduler(jobs=jobs, keep_going=keep_going, remote_kinds=self.runners.remote_kinds,
                                    on_interrupt=remote_executor.cancel_all if remote_executor is not None else None)
         self.stats = BuildStats()
         self.keys: dict[str, str] = {}  # action id -> key, this build

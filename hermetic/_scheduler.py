@@ -37,14 +37,19 @@ class Schedule(NamedTuple):
 
 class Scheduler:
     def __init__(self, *, jobs: int, keep_going: bool = False,
-                 on_interrupt: Callable[[], None] | None = None) -> None:
+                 on_interrupt: Callable[[], None] | None = None, remote_kinds: frozenset[str] = frozenset()) -> None:
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
+        #: action kinds a remote executor runs: one slot each here, whatever their cpus (the
+        #: worker's cores do the work; a local fallback is held to the local cores by its runner)
+        self.remote_kinds = remote_kinds
         #: called when the build is interrupted, before local processes are killed
         #: (a remote executor cancels its operations)
         self.on_interrupt = on_interrupt
 
     def slots(self, action: Action) -> int:
+        if action.kind in self.remote_kinds:
+            return 1
         return max(1, min(action.cpus, self.jobs))
 
     def run(self, order: Sequence[Action], deps: Callable[[Action], list[Action]],

@@ -280,6 +280,9 @@ class Worker:
             cwd = f"{base}/{command.working_directory}".rstrip("/")
             argv = ("/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *command.arguments)
             env = {e.name: e.value for e in command.environment_variables}
+            if "HERMETIC_JOBS" in env:  # volatile by contract: at most this worker's share of its cores
+                share = max(1, (os.cpu_count() or 1) // self.jobs)
+                env["HERMETIC_JOBS"] = str(max(1, min(_int(env["HERMETIC_JOBS"]), share)))
             timeout = action.timeout.seconds or None
             exec_start = time.time()
             self.log(f"worker {self.name}: lease {lease.id}: inputs ready in {fetch_done - fetch_start:.1f}s, "
@@ -448,6 +451,13 @@ class Worker:
 
 class MissingInput(Exception):
     """An input blob is not in CAS (or damaged there)."""
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 1
 
 
 def _check(name: str) -> None:

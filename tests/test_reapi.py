@@ -158,3 +158,16 @@ def test_executor_settings(tmp_path):
     assert c is not None and c.executor == "grpc://env:1"
     with pytest.raises(RemoteError, match="not a grpc"):
         resolve({"executor": "http://exec:8080"}, {}, "ws", env={}, user_file=none)
+
+
+def test_a_remote_action_takes_one_local_slot_whatever_its_cpus():
+    """With a remote executor, OpenSSL's build (cpus = 64) must not hold every
+    -j slot: six platforms' builds go to the cluster at once."""
+    from hermetic._scheduler import Scheduler
+    from hermetic.model import Action, Label
+
+    big = Action("run", Label("p", "openssl"), "OpenSSLBuild", params={"argv": ["true"], "env": {}}, cpus=64)
+    fetch = Action("fetch", Label("p", "src"), "Fetch", params={}, cpus=1)
+    assert Scheduler(jobs=8).slots(big) == 8
+    remote = Scheduler(jobs=8, remote_kinds=frozenset({"run"}))
+    assert remote.slots(big) == 1 and remote.slots(fetch) == 1
