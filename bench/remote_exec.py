@@ -114,8 +114,9 @@ def main() -> None:
                 wheel = {p.name: p.read_bytes() for p in (tmp / "f1").rglob("*.whl")}
                 same = all((tmp / "f2").rglob(name) and next((tmp / "f2").rglob(name)).read_bytes() == data
                            for name, data in wheel.items())
-                print(f"flagship {TARGET}, empty store, remotely: {remote_s:7.1f}s ({rx['executed']} on workers, "
-                      f"{rx['local']} ran here; wheel bit-identical: {same})")
+                print(f"flagship {TARGET}, empty store, remotely: {remote_s:7.1f}s ({rx['executed']} commands on "
+                      f"workers, {rx['local']} here; fetch/extract/write are the client's; wheel bit-identical: "
+                      f"{same})")
                 print(f"  remote/local wall time: {remote_s / local_s:.2f}x "
                       f"(upload {t_fmt(rx['seconds']['upload'])}, Execute {t_fmt(rx['seconds']['execute'])}, "
                       f"commands on workers {t_fmt(rx['seconds']['worker'])}, "

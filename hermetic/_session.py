@@ -413,7 +413,9 @@ class Session:
         if rx is not None:
             data["remote_execution"] = {
                 "url": rx.url, "executed": rx.executed, "workers": dict(rx.workers), "fell_back": rx.disabled,
-                "local": sum(1 for w in ex.where.values() if w == "local"), "seconds": dict(rx.timings)}
+                # commands that ran here (fallbacks); fetch, extract and write are always the client's
+                "local": sum(1 for a in order if a.kind == "run" and ex.where.get(a.id) == "local"),
+                "seconds": dict(rx.timings)}
         try:
             (self.store.root / "last-build.json").write_text(json.dumps(data))
         except OSError:

@@ -481,7 +481,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
                 if rx:
                     workers = ", ".join(f"{w}: {n}" for w, n in sorted(rx["workers"].items())) or "none"
                     print(f"remote executor: {rx['url']}: {rx['executed']} actions ran there ({workers}); "
-                          f"{rx['local']} ran here{' (cluster unusable: fell back)' if rx['fell_back'] else ''}")
+                          f"{rx['local']} ran here{' (cluster unusable: fell back)' if rx['fell_back'] else ''} "
+                          "(commands; fetches, extractions and generated files are always done here)")
             return ExitCode.OK
         res = store.gc(args.max_size)
         print(f"removed {res['blobs_removed']} blobs ({res['bytes_freed'] / 1e6:.1f} MB), dropped "

@@ -136,6 +136,7 @@ def test_flagship_on_the_cluster_with_a_worker_killed(tmp_path, warm_store, clus
     ran = re.search(r"remote executor: \S+: (\d+) actions ran there \(([^)]*)\); (\d+) ran here", stats)
     assert ran, stats
     assert int(ran.group(1)) == sum(1 for k in kinds.values() if k not in CLIENT_KINDS)
+    assert ran.group(3) == "0"  # no command ran on this machine
     assert f"{survivor.name}:" in ran.group(2)
     why = hermetic_cli("--cache-dir", str(store), "why", FLAGSHIP, cwd=ws).stdout
     assert "ran OpenSSLBuild //recipes/openssl:openssl [linux-x86_64-manylinux2014]" in why
