@@ -13,7 +13,6 @@ them, so the same input gives the same file, byte for byte.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
@@ -23,6 +22,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
@@ -87,7 +87,7 @@ def existing_pins(build: Path) -> dict[str, Pin]:
     for target in data.values():
         if not isinstance(target, dict) or target.get("rule") != "python_wheel":
             continue
-        wheels = tuple(sorted(tuple(w.split(" sha256:", 1)) for w in target["wheels"]))  # type: ignore[misc]
+        wheels = tuple(sorted(tuple(w.split(" sha256:", 1)) for w in target["wheels"]))
         pins[canonical(target["distribution"])] = Pin(canonical(target["distribution"]), target["distribution"],
                                                       target["version"], wheels)
     return pins
@@ -123,17 +123,14 @@ def resolve(requirements: Sequence[str], *, python: str, platform: str, constrai
 
 
 def _sha256_of(url: str) -> str:
-    from hermetic import pyindex as simple_index
+    from hermetic import pyindex
+    from hermetic._cache import hash_file
 
-    index = simple_index.Index(simple_index.pip_settings())
+    index = pyindex.Index(pyindex.pip_settings())
     with tempfile.TemporaryDirectory(prefix="hermetic-pin.") as tmp:
         dest = Path(tmp, "file")
         index.download(url, dest)
-        h = hashlib.sha256()
-        with open(dest, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return hash_file(dest).hash
 
 
 def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platforms: Sequence[str],
@@ -162,7 +159,7 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
                     meta, info = item["metadata"], item["download_info"]
                     name = canonical(meta["name"])
                     url = info["url"]
-                    filename = urllib_unquote(url.rsplit("/", 1)[-1])
+                    filename = unquote(url.rsplit("/", 1)[-1])
                     sha = (info.get("archive_info", {}).get("hashes") or {}).get("sha256")
                     entry = chosen.setdefault(name, {"distribution": meta["name"], "version": meta["version"],
                                                      "wheels": {}, "urls": {}, "groups": set()})
@@ -186,12 +183,6 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
     out_dir.mkdir(parents=True, exist_ok=True)
     build.write_text(render(groups, pythons, platforms, chosen, package))
     return build
-
-
-def urllib_unquote(s: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(s)
 
 
 def _toml_str(s: str) -> str:

@@ -258,13 +258,13 @@ def tree_to_manifest(tree: Any) -> dict[str, Any]:
         if depth > 256:
             raise ValueError("output tree is nested too deeply")
         for f in directory.files:
-            _check_name(f.name)
+            check_name(f.name)
             files.append([_join(rel, f.name), f.digest.hash, f.digest.size_bytes, bool(f.is_executable)])
         for s in directory.symlinks:
-            _check_name(s.name)
+            check_name(s.name)
             links.append([_join(rel, s.name), s.target])
         for sub in directory.directories:
-            _check_name(sub.name)
+            check_name(sub.name)
             child = by_digest.get(sub.digest.hash)
             if child is None:
                 raise ValueError(f"output tree lacks directory {_join(rel, sub.name)}")
@@ -312,6 +312,7 @@ def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
+    """A Directory entry's name: one path component, never . or .."""
     if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"bad name in an output tree: {name!r}")
+        raise ValueError(f"bad name in a directory tree: {name!r}")

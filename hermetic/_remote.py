@@ -373,12 +373,7 @@ class GrpcTransport:
 
     def write(self, digest: Digest, path: Path) -> None:
         if digest.size <= BATCH_LIMIT:
-            req = self.pb.BatchUpdateBlobsRequest(instance_name=self.instance, requests=[
-                self.pb.BatchUpdateBlobsRequest.Request(digest=self._digest(digest), data=path.read_bytes())])
-            resp = self._call(self.cas.BatchUpdateBlobs, req, digest.size)
-            for r in resp.responses:
-                if r.status.code != 0:
-                    raise TransportError(f"upload {digest.hash[:12]}…: status {r.status.code} {r.status.message}")
+            self.write_batch([(digest, path.read_bytes())])
             return
         import uuid
 

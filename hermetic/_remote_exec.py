@@ -181,8 +181,9 @@ class RemoteExecutor:
         for art in action.inputs:
             e = artifacts.entry(art)
             if e.tree:
-                tree.add_manifest(f"in/{art.path}", self._manifest(e, art.path, artifacts, label))
-                for _, h, size, _x in self.store.tree_manifest(e.digest)["files"]:
+                m = self._manifest(e, art.path, artifacts, label)
+                tree.add_manifest(f"in/{art.path}", m)
+                for _, h, size, _x in m["files"]:
                     files.setdefault(Digest(h, size), art.path)
             else:
                 tree.add_file(f"in/{art.path}", e.digest, e.executable)
@@ -238,8 +239,6 @@ class RemoteExecutor:
     def _run(self, action_digest: Digest, label: str) -> Any:
         """Execute and follow the operation to its end; the ExecuteResponse."""
         grpc, pb = self.grpc, self.pb
-        from hermetic._protos import operations_pb2  # noqa: F401 - the Operation type the stubs return
-
         request = pb.ExecuteRequest(instance_name=self.config.instance,
                                     action_digest=pb.Digest(hash=action_digest.hash, size_bytes=action_digest.size))
         name = ""

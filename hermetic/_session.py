@@ -190,15 +190,8 @@ class Session:
         for a in order:
             if not a.mnemonic.endswith("Test") or a.owner not in wanted or a.id not in ex.keys:
                 continue
-            result = self.store.get_action(ex.keys[a.id])
-            if not result or not result.get("log"):
-                continue
-            try:
-                text = self.store.read_bytes(Digest(result["log"]["hash"], result["log"]["size"])).decode(
-                    errors="replace")
-            except HermeticError:
-                continue
-            found = [ln for ln in text.splitlines() if ln.startswith("test report:")]
+            log = self._stored_log(ex.keys[a.id])
+            found = [ln for ln in (log or b"").decode(errors="replace").splitlines() if ln.startswith("test report:")]
             if found:
                 lines.append(f"{a.owner}: {found[-1]}")
         return tuple(lines)
@@ -315,17 +308,18 @@ class Session:
         out: list[tuple[Any, dict[str, Any] | None, bytes | None]] = []
         for a in order:
             entry = history.entry(a.id)
-            result = self.store.get_action(entry["key"]) if entry else None
-            log = None
-            if result and result.get("log"):
-                from hermetic.errors import CacheError
-
-                try:
-                    log = self.store.read_bytes(Digest(result["log"]["hash"], result["log"]["size"]))
-                except CacheError:
-                    log = None
-            out.append((a, entry, log))
+            out.append((a, entry, self._stored_log(entry["key"]) if entry else None))
         return out
+
+    def _stored_log(self, key: str) -> bytes | None:
+        """The log of the result the store holds for *key* (None: no result, no log)."""
+        result = self.store.get_action(key)
+        if not result or not result.get("log"):
+            return None
+        try:
+            return self.store.read_bytes(Digest(result["log"]["hash"], result["log"]["size"]))
+        except HermeticError:
+            return None
 
     def critical_path(self, labels: Sequence[Label]) -> tuple[list[Any], float, dict[str, float], dict[str, str]]:
         """The longest chain of action durations in the last build of

@@ -399,14 +399,14 @@ class Worker:
     def _write(self, directory: Any, dest: Path, dirs: dict[str, Any], skip: Iterable[str] = ()) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for f in directory.files:
-            _check(f.name)
+            _reapi.check_name(f.name)
             self.store.link_blob(Digest(f.digest.hash, f.digest.size_bytes), dest / f.name,
                                  executable=f.is_executable)
         for s in directory.symlinks:
-            _check(s.name)
+            _reapi.check_name(s.name)
             os.symlink(s.target, dest / s.name)
         for sub in directory.directories:
-            _check(sub.name)
+            _reapi.check_name(sub.name)
             if sub.name not in skip:
                 self._write(dirs[sub.digest.hash], dest / sub.name, dirs)
 
@@ -460,9 +460,6 @@ def _int(text: str) -> int:
         return 1
 
 
-def _check(name: str) -> None:
-    if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"bad name in an input tree: {name!r}")
 
 
 def run(*, server: str, instance: str, name: str, jobs: int, cache_dir: Path, hooks: Any, host: Platform,

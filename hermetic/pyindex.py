@@ -17,7 +17,6 @@ nothing else.
 from __future__ import annotations
 
 import ast
-import hashlib
 import html.parser
 import json
 import os
@@ -30,6 +29,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hermetic.errors import FetchError
 
@@ -127,9 +127,9 @@ class Index:
     def __init__(self, settings: PipSettings) -> None:
         self.settings = settings
         self.requests: list[str] = []  # every URL read (tests check nothing else is asked for)
-        self._http = None
+        self._http: Any = None
 
-    def _pool(self):  # type: ignore[no-untyped-def]
+    def _pool(self) -> Any:
         if self._http is None:
             import urllib3
 
@@ -226,10 +226,10 @@ def locate(index: Index, project: str, filename: str, sha256: str) -> str:
     """The URL of *filename* on pip's indexes; an index that names another
     sha256 for it is an error (the pin or the index is wrong)."""
     seen: list[str] = []
-    sources = [(_project_links, base) for base in index.settings.index_urls]
-    sources += [(_find_links, loc) for loc in index.settings.find_links]
-    for reader, where in sources:
-        links = reader(index, where, normalize(project)) if reader is _project_links else reader(index, where)
+    # in pip's order; each location is read only if the ones before it lack the file
+    sources = [(base, _project_links(index, base, normalize(project))) for base in index.settings.index_urls]
+    sources += [(loc, _find_links(index, loc)) for loc in index.settings.find_links]
+    for where, links in sources:
         for url, sha in links:
             name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
             if name != filename:
@@ -249,11 +249,10 @@ def fetch(project: str, filename: str, sha256: str, dest: Path, settings: PipSet
     index = Index(settings or pip_settings())
     url = locate(index, project, filename, sha256)
     index.download(url, dest)
-    h = hashlib.sha256()
-    with open(dest, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != sha256.lower():
+    from hermetic._cache import hash_file
+
+    got = hash_file(dest).hash
+    if got != sha256.lower():
         dest.unlink(missing_ok=True)
-        raise FetchError(f"{url} has sha256 {h.hexdigest()}, not the pinned {sha256}", reason="hash-mismatch")
+        raise FetchError(f"{url} has sha256 {got}, not the pinned {sha256}", reason="hash-mismatch")
     return index
