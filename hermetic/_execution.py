@@ -217,7 +217,7 @@ class Executor:
             a, key = f.action, self.keys.get(f.action.id)
             if f.error is not None:
                 if self.history is not None and key is not None:
-                    self.history.record(a, key, "failed", self.why.get(a.id))
+                    self.history.record(a, key, "failed", self.why.get(a.id), log=getattr(f.error, "log", "") or None)
                 self.report(ActionFailure(a, f.error, key))
                 return
             self.report(ActionFinished(a, not f.ran, done, len(order), key, self.seconds.get(a.id, 0.0),

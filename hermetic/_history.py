@@ -259,7 +259,8 @@ class History:
         return changes
 
     def record(self, action: Action, key: str, outcome: str, reasons: list[dict[str, Any]] | None = None,
-               seconds: float | None = None, where: str | None = None) -> None:
+               seconds: float | None = None, where: str | None = None, log: str | None = None) -> None:
+        """*log*: "sha256:size" of a failed run's output (a result's log is in its action-cache entry)."""
         prev = self._old.get(action.id) or {}
         self._new[action.id] = {
             "key": key,
@@ -269,6 +270,8 @@ class History:
         }
         if where is not None:
             self._new[action.id]["where"] = where
+        if log is not None:
+            self._new[action.id]["log"] = log
 
     def save(self) -> None:
         """Merge this build's records into the file (other builds may have

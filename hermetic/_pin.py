@@ -49,12 +49,19 @@ def canonical(name: str) -> str:
 
 def sdist_build_requires(path: Path) -> list[str]:
     """``[build-system] requires`` of an sdist (read from its pyproject.toml,
-    nothing run); setuptools' legacy default when it has none."""
+    nothing run; the file, or the tree an archive target unpacked it to);
+    setuptools' legacy default when it has none."""
     import tarfile
     import zipfile
 
     data: bytes | None = None
-    if path.name.endswith(".zip"):
+    if path.is_dir():
+        found = [path / "pyproject.toml", *sorted(path.glob("*/pyproject.toml"))]
+        data = next((f.read_bytes() for f in found if f.is_file()), None)
+        if data is None and not any(f.is_file() for f in [path / "setup.py", *path.glob("*/setup.py")]):
+            raise PinError(f"{path}: neither a pyproject.toml nor a setup.py in this tree: not an sdist",
+                           reason="usage")
+    elif path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")]
             data = zf.read(names[0]) if names else None
@@ -69,6 +76,77 @@ def sdist_build_requires(path: Path) -> list[str]:
     return list(system.get("requires", ["setuptools>=40.8.0"]))
 
 
+@attrs.frozen
+class SdistPin:
+    """A source distribution pinned as an ``archive`` target (fetched by
+    file name from pip's indexes, nothing of it run)."""
+    name: str  # canonical
+    version: str
+    filename: str
+    sha256: str
+    size: int
+    top: str  # the directory the archive unpacks to (strip_prefix)
+
+
+def _archive_top(path: Path) -> str:
+    import tarfile
+    import zipfile
+
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    else:
+        with tarfile.open(path) as tf:
+            names = tf.getnames()
+    tops = {n.split("/", 1)[0] for n in names if n.strip("/")}
+    if len(tops) != 1:
+        raise PinError(f"{path.name}: not one top directory ({', '.join(sorted(tops)[:5])}): not an sdist",
+                       reason="usage")
+    return tops.pop()
+
+
+def pin_sdist(spec: str, old: SdistPin | None, upgrade: bool, dest: Path) -> SdistPin:
+    """The source distribution *spec* (``NAME==VERSION`` or any specifier:
+    the newest version that has one) names, from pip's indexes' listings;
+    downloaded to *dest* and hashed. A pin already written that still
+    satisfies *spec* is kept unless *upgrade*."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import Version
+
+    from hermetic import pyindex
+    from hermetic._cache import hash_file
+
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise PinError(f"--sdist {spec}: {exc}", reason="usage",
+                       hint="a file, an archive target (//pkg:sdist) or a requirement such as NAME==VERSION") from exc
+    index = pyindex.Index(pyindex.pip_settings())
+    files = [f for f in pyindex.sdists(index, req.name) if req.specifier.contains(f[0], prereleases=True)
+             if not Version(f[0]).is_prerelease or req.specifier.prereleases or "==" in str(req.specifier)]
+    if not files:
+        raise PinError(f"no source distribution of {spec} on pip's indexes "
+                       f"({', '.join(index.settings.index_urls + index.settings.find_links) or 'none configured'})",
+                       reason="unresolvable", hint="check the name and version (pip index versions NAME lists them)")
+    if old is not None and not upgrade and req.specifier.contains(old.version, prereleases=True):
+        version = old.version
+    else:
+        version = max((f[0] for f in files), key=Version)
+    # one file per version: the .tar.gz (PEP 625) before a legacy .zip
+    _v, filename, url, sha = min((f for f in files if f[0] == version),
+                                 key=lambda f: (not f[1].endswith(".tar.gz"), f[1]))
+    index.download(url, dest)
+    got = hash_file(dest).hash
+    if sha is not None and got != sha.lower():
+        raise PinError(f"{filename}: the index says sha256 {sha}, the download is {got}", reason="hash-mismatch",
+                       hint="the index is inconsistent; try again later")
+    if old is not None and old.filename == filename and old.sha256 != got:
+        raise PinError(f"{filename}: pinned with sha256 {old.sha256}, the index now serves {got}",
+                       reason="hash-mismatch", hint="the index changed a published file: find out why before "
+                                                    "moving the pin (--upgrade " + req.name + ")")
+    return SdistPin(canonical(req.name), version, filename, got, dest.stat().st_size, _archive_top(dest))
+
+
 def read_requirements(path: Path) -> list[str]:
     out = []
     for line in path.read_text().splitlines():
@@ -76,6 +154,19 @@ def read_requirements(path: Path) -> list[str]:
         if line and not line.startswith(("#", "-")):
             out.append(line)
     return out
+
+
+def existing_sdists(build: Path) -> dict[str, SdistPin]:
+    """The source distributions a previous run pinned (name -> SdistPin)."""
+    if not build.is_file():
+        return {}
+    pins = {}
+    for target in tomllib.loads(build.read_text()).values():
+        if isinstance(target, dict) and target.get("rule") == "archive":
+            project, _, rest = target["urls"][0].removeprefix("pip:").partition("==")
+            pins[canonical(project)] = SdistPin(canonical(project), rest.split("/", 1)[0], target["filename"],
+                                                target["sha256"], target.get("size", 0), target["strip_prefix"])
+    return pins
 
 
 def existing_pins(build: Path) -> dict[str, Pin]:
@@ -98,10 +189,18 @@ def _python_tag(version: str) -> tuple[str, str]:
     return f"{major}.{minor}", f"cp{major}{minor}"
 
 
+#: the groups whose requirements run on the build machine (exec configuration:
+#: a build backend's requirements, lief, the test suite's tools), pinned for
+#: this machine's platform; the runtime and test groups also for each target
+EXEC_GROUPS = frozenset({"build"})
+HOST = "this machine"
+
+
 def resolve(requirements: Sequence[str], *, python: str, platform: str, constraints: Iterable[str]
             ) -> list[dict[str, Any]]:
-    """pip's resolution for one Python version and platform: the report's
-    ``install`` entries (name, version, URL, sha256)."""
+    """pip's resolution for one Python version and platform (``HOST``: the
+    platform tags pip computes for this machine): the report's ``install``
+    entries (name, version, URL, sha256)."""
     version, abi = _python_tag(python)
     with tempfile.TemporaryDirectory(prefix="hermetic-pin.") as tmp:
         cfile = Path(tmp, "constraints.txt")
@@ -110,7 +209,8 @@ def resolve(requirements: Sequence[str], *, python: str, platform: str, constrai
         argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                 "--disable-pip-version-check", "--report", str(report), "--only-binary", ":all:",
                 "--python-version", version, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
-                "--abi", "none", "--platform", platform, "--target", str(Path(tmp, "target")),
+                "--abi", "none", *(["--platform", platform] if platform != HOST else []),
+                "--target", str(Path(tmp, "target")),
                 "--constraint", str(cfile), *requirements]
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -135,43 +235,60 @@ def _sha256_of(url: str) -> str:
 
 def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platforms: Sequence[str],
         out_dir: Path, upgrade: Sequence[str] = (), check_downloads: bool = True,
-        say: Any = print, package: str = "") -> Path:
+        say: Any = print, package: str = "", sdists: Sequence[str] = ()) -> Path:
     """Resolve *groups* (group name -> requirement specifiers) for every
-    Python version x platform and write ``out_dir/BUILD.toml``."""
+    Python version x platform and write ``out_dir/BUILD.toml``; each of
+    *sdists* (requirement specifiers) is pinned as an ``archive`` target and
+    its ``[build-system] requires`` join the build group."""
     build = out_dir / "BUILD.toml"
     old = existing_pins(build)
+    old_sdists = existing_sdists(build)
     moving = {canonical(n) for n in upgrade}
-    unknown = moving - set(old)
+    groups = {g: list(r) for g, r in groups.items()}
+    pinned_sdists = []
+    for spec in sdists:
+        with tempfile.TemporaryDirectory(prefix="hermetic-pin.") as tmp:
+            dest = Path(tmp, "sdist")
+            name = canonical(re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0])
+            sp = pin_sdist(spec, old_sdists.get(name), name in moving, dest)
+            groups.setdefault("build", []).extend(sdist_build_requires(dest.rename(Path(tmp, sp.filename))))
+            pinned_sdists.append(sp)
+    unknown = moving - set(old) - set(old_sdists)
     if unknown and old:
         say(f"note: --upgrade {', '.join(sorted(unknown))}: not pinned yet")
     constraints = [f"{p.distribution}=={p.version}" for n, p in old.items() if n not in moving]
     chosen: dict[str, dict[str, Any]] = {}  # name -> {distribution, version, wheels: {file: sha}, groups}
     # one universe: every group together decides each distribution's version (per Python and
     # platform); then each group alone, held to those versions, says which pins it needs
-    everything = sorted({r for reqs in groups.values() for r in reqs})
-    runs = [("", everything)] + [(g, list(r)) for g, r in sorted(groups.items()) if r]
-    for group, reqs in runs:
+    def plats(group: str) -> list[str]:
+        return [HOST] if group in EXEC_GROUPS or not platforms else sorted({*platforms, HOST})
+
+    every = sorted({p for g in groups for p in plats(g)})
+    runs = [("", plat, sorted({r for g, reqs in groups.items() if plat in plats(g) for r in reqs})) for plat in every]
+    runs += [(g, plat, list(r)) for g, r in sorted(groups.items()) if r for plat in plats(g)]
+    for group, plat, reqs in runs:
+        if not reqs:
+            continue
         for py in pythons:
-            for plat in platforms:
-                fixed = constraints if not group else sorted(
-                    {*constraints, *(f"{e['distribution']}=={e['version']}" for e in chosen.values())})
-                for item in resolve(reqs, python=py, platform=plat, constraints=fixed):
-                    meta, info = item["metadata"], item["download_info"]
-                    name = canonical(meta["name"])
-                    url = info["url"]
-                    filename = unquote(url.rsplit("/", 1)[-1])
-                    sha = (info.get("archive_info", {}).get("hashes") or {}).get("sha256")
-                    entry = chosen.setdefault(name, {"distribution": meta["name"], "version": meta["version"],
-                                                     "wheels": {}, "urls": {}, "groups": set()})
-                    if entry["version"] != meta["version"]:
-                        raise PinError(f"{meta['name']} resolves to {entry['version']} and {meta['version']} on "
-                                       f"different Pythons or platforms ({py}, {plat})",
-                                       hint=f"constrain it: add \"{meta['name']}=={entry['version']}\" to the "
-                                            "requirements", reason="unresolvable")
-                    entry["wheels"][filename] = sha
-                    entry["urls"][filename] = url
-                    if group:
-                        entry["groups"].add(group)
+            # held to what earlier runs chose: one version per distribution everywhere
+            fixed = sorted({*constraints, *(f"{e['distribution']}=={e['version']}" for e in chosen.values())})
+            for item in resolve(reqs, python=py, platform=plat, constraints=fixed):
+                meta, info = item["metadata"], item["download_info"]
+                name = canonical(meta["name"])
+                url = info["url"]
+                filename = unquote(url.rsplit("/", 1)[-1])
+                sha = (info.get("archive_info", {}).get("hashes") or {}).get("sha256")
+                entry = chosen.setdefault(name, {"distribution": meta["name"], "version": meta["version"],
+                                                 "wheels": {}, "urls": {}, "groups": set()})
+                if entry["version"] != meta["version"]:
+                    raise PinError(f"{meta['name']} resolves to {entry['version']} and {meta['version']} on "
+                                   f"different Pythons or platforms ({py}, {plat})",
+                                   hint=f"constrain it: add \"{meta['name']}=={entry['version']}\" to the "
+                                        "requirements", reason="unresolvable")
+                entry["wheels"][filename] = sha
+                entry["urls"][filename] = url
+                if group:
+                    entry["groups"].add(group)
     for name, entry in sorted(chosen.items()):
         for filename, sha in sorted(entry["wheels"].items()):
             if check_downloads or sha is None:
@@ -181,7 +298,7 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
                                    reason="hash-mismatch", hint="the index is inconsistent; try again later")
                 entry["wheels"][filename] = got
     out_dir.mkdir(parents=True, exist_ok=True)
-    build.write_text(render(groups, pythons, platforms, chosen, package))
+    build.write_text(render(groups, pythons, platforms, chosen, package, pinned_sdists))
     return build
 
 
@@ -190,17 +307,25 @@ def _toml_str(s: str) -> str:
 
 
 def render(groups: Mapping[str, Sequence[str]], pythons: Sequence[str], platforms: Sequence[str],
-           chosen: Mapping[str, Mapping[str, Any]], package: str = "") -> str:
+           chosen: Mapping[str, Mapping[str, Any]], package: str = "", sdists: Sequence[SdistPin] = ()) -> str:
     """The file, deterministically: sorted targets, sorted wheels, no dates."""
     lines = [HEADER, "#"]
+    for sp in sorted(sdists, key=lambda x: x.name):
+        lines.append(f"# sdist: {sp.name}=={sp.version} (//{package}:{sp.name}-sdist)")
     for group, reqs in sorted(groups.items()):
         if reqs:
             lines.append(f"# {group}: {' '.join(sorted(reqs))}")
-    lines.append(f"# for Python {', '.join(sorted(pythons))} on {', '.join(sorted(platforms))}")
+    lines.append(f"# for Python {', '.join(sorted(pythons))} on {', '.join(sorted(platforms)) or HOST}"
+                 f"{' and this machine (build, and where tests run)' if platforms else ''}")
     for group in sorted(g for g, r in groups.items() if r):
         members = sorted(n for n, e in chosen.items() if group in e["groups"])
         lines.append(f"# deps for {group}: [" + ", ".join(f'"//{package}:{n}"' for n in members) + "]")
     lines.append("")
+    for sp in sorted(sdists, key=lambda x: x.name):
+        lines += [f"[{_toml_str(sp.name + '-sdist')}]", 'rule = "archive"', f"filename = {_toml_str(sp.filename)}",
+                  f"sha256 = {_toml_str(sp.sha256)}", f"size = {sp.size}",
+                  f"urls = [{_toml_str(f'pip:{sp.name}=={sp.version}/{sp.filename}')}]",
+                  f"strip_prefix = {_toml_str(sp.top)}", ""]
     for name, entry in sorted(chosen.items()):
         lines += [f"[{_toml_str(name)}]", 'rule = "python_wheel"', f"distribution = {_toml_str(entry['distribution'])}",
                   f"version = {_toml_str(entry['version'])}", "wheels = ["]

@@ -171,10 +171,11 @@ class SandboxRunner:
                     f"exit code {done.exit_code}: no space left on device where the store keeps its work "
                     f"({self.store.root}: {free} bytes free)", action=action.describe(),
                     command=shell_join(argv), exit_code=done.exit_code, output_tail=tail(log), reason="disk-full")
+            kept = self.store.put_file(log) if log.exists() else None  # the whole output, for `hermetic log`
             raise ActionFailed(
                 "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
                 action=action.describe(), command=shell_join(argv), exit_code=done.exit_code,
-                output_tail=tail(log), reason="action-failed")
+                output_tail=tail(log), reason="action-failed", log=f"{kept.hash}:{kept.size}" if kept else "")
         outputs: dict[str, Entry] = {}
         prefix = action.output_dir + "/"
         for out in action.outputs:

@@ -3,6 +3,8 @@ steps load -> analyze -> execute -> deliver outputs."""
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import shutil
@@ -308,7 +310,14 @@ class Session:
         out: list[tuple[Any, dict[str, Any] | None, bytes | None]] = []
         for a in order:
             entry = history.entry(a.id)
-            out.append((a, entry, self._stored_log(entry["key"]) if entry else None))
+            log = None
+            if entry and entry.get("outcome") == "failed" and entry.get("log"):  # kept by the failed run
+                h, _, size = str(entry["log"]).partition(":")
+                with contextlib.suppress(HermeticError, ValueError):
+                    log = self.store.read_bytes(Digest(h, int(size)))
+            elif entry:
+                log = self._stored_log(entry["key"])
+            out.append((a, entry, log))
         return out
 
     def _stored_log(self, key: str) -> bytes | None:

@@ -193,14 +193,18 @@ def _parser() -> argparse.ArgumentParser:
     pn.add_argument("--build", action="append", default=[], metavar="REQ", help="a build requirement (group "
                                                                                  "\"build\")")
     pn.add_argument("--test", action="append", default=[], metavar="REQ", help="a test requirement (group \"test\")")
-    pn.add_argument("--sdist", type=Path, action="append", default=[],
-                    help="add this sdist's [build-system] requires to the build group (read, not run)")
+    pn.add_argument("--sdist", action="append", default=[], metavar="SDIST",
+                    help="an sdist whose [build-system] requires join the build group (read, never run): "
+                         "NAME==VERSION (pinned from pip's indexes as the archive target NAME-sdist), a file, "
+                         "or an archive target such as //pkg:sdist")
     pn.add_argument("--test-requirements", type=Path, action="append", default=[], metavar="FILE",
                     help="a requirements file for the test group")
     pn.add_argument("--python", action="append", default=[], metavar="X.Y", help="CPython versions (repeatable; "
                                                                                  "default: this one)")
     pn.add_argument("--platform", dest="pin_platforms", action="append", default=[], metavar="TAG",
-                    help="wheel platform tags, e.g. manylinux2014_x86_64 (repeatable; default: this machine's)")
+                    help="wheel platform tags of the targets, e.g. manylinux2014_x86_64 (repeatable; runtime and test "
+                         "requirements are pinned for these and this machine, build requirements for this machine; "
+                         "default: this machine only)")
     pn.add_argument("--dir", type=Path, default=None, help="the package the pins go to (default: pins/ under "
                                                            "the workspace root); the command owns its BUILD.toml")
     pn.add_argument("--upgrade", action="append", default=[], metavar="NAME", help="move this pin (repeatable)")
@@ -329,15 +333,19 @@ def _pin(args: argparse.Namespace) -> ExitCode:
 
     groups: dict[str, list[str]] = {"runtime": list(args.requirements), "build": list(args.build),
                                     "test": list(args.test)}
+    from_index = []
     for sdist in args.sdist:
-        groups["build"] += pins.sdist_build_requires(sdist)
+        if sdist.startswith(("//", ":")) or Path(sdist).exists():
+            groups["build"] += pins.sdist_build_requires(_sdist_path(args, sdist))
+        else:
+            from_index.append(sdist)  # NAME==VERSION: pinned as an archive target too
     for f in args.test_requirements:
         groups["test"] += pins.read_requirements(f)
-    if not any(groups.values()):
+    if not any(groups.values()) and not from_index:
         raise pins.PinError("nothing to pin: name requirements (REQ, --build, --test, --sdist, "
                             "--test-requirements)", reason="usage")
     pythons = args.python or [f"{sys.version_info.major}.{sys.version_info.minor}"]
-    platforms = args.pin_platforms or [_host_wheel_platform()]
+    platforms = args.pin_platforms  # none: this machine's only
     from hermetic._buildfile import find_workspace
 
     cwd = Path(args.directory or ".").resolve()
@@ -346,15 +354,27 @@ def _pin(args: argparse.Namespace) -> ExitCode:
     if not out.is_relative_to(root):
         raise pins.PinError(f"--dir {args.dir} is outside the workspace {root}", reason="usage")
     build = pins.pin(groups, pythons=pythons, platforms=platforms, out_dir=out, upgrade=args.upgrade,
-                     say=lambda m: print(m, file=sys.stderr), package=out.relative_to(root).as_posix())
+                     say=lambda m: print(m, file=sys.stderr), package=out.relative_to(root).as_posix(),
+                     sdists=from_index)
     print(f"wrote {build}")
     return ExitCode.OK
 
 
-def _host_wheel_platform() -> str:
-    import sysconfig
+def _sdist_path(args: argparse.Namespace, sdist: str) -> Path:
+    """A file as given, or what an archive target (``//pkg:sdist``) unpacks
+    to: fetched by content address and checked, nothing of it run."""
+    if not sdist.startswith(("//", ":")):
+        return Path(sdist)
+    s = _session(args)
+    (label,) = s.parse_labels([sdist])
+    result = s.build([label], materialize=True)
+    paths = [p for p in result.outputs.get(label, []) if p.exists()]
+    if not paths:
+        from hermetic._pin import PinError
 
-    return sysconfig.get_platform().replace("-", "_").replace(".", "_")
+        raise PinError(f"--sdist {sdist}: the target has no output to read", reason="usage",
+                       hint="name an archive target (rule = \"archive\") holding the sdist")
+    return paths[0]
 
 
 def _log(args: argparse.Namespace) -> ExitCode:

@@ -301,6 +301,8 @@ class ActionFailed(HermeticError):
     command: str = ""
     exit_code: int | None = None
     output_tail: str = ""
+    #: "sha256:size" of its whole output in the store ("" when none was kept), for `hermetic log`
+    log: str = ""
 
     def __str__(self) -> str:
         lines = [f"action {self.action} failed: {self.message}"]

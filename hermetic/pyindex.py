@@ -222,14 +222,36 @@ def _find_links(index: Index, location: str) -> Iterator[tuple[str, str | None]]
         yield full.split("#", 1)[0], frag.split("=", 1)[1] if frag.startswith("sha256=") else None
 
 
+def _sources(index: Index, project: str) -> list[tuple[str, Iterator[tuple[str, str | None]]]]:
+    """(where, its links, read lazily) for each place pip would look, in pip's order."""
+    sources = [(base, _project_links(index, base, normalize(project))) for base in index.settings.index_urls]
+    return sources + [(loc, _find_links(index, loc)) for loc in index.settings.find_links]
+
+
+def sdists(index: Index, project: str) -> list[tuple[str, str, str, str | None]]:
+    """Every source distribution of *project* on pip's indexes: (version,
+    file name, URL, sha256 if the index says), from the listings alone."""
+    from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+
+    found = {}
+    for _where, links in _sources(index, project):
+        for url, sha in links:
+            name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+            try:
+                dist, version = parse_sdist_filename(name)
+            except InvalidSdistFilename:
+                continue
+            if dist == canonicalize_name(project):
+                found.setdefault(name, (str(version), name, url, sha))
+    return sorted(found.values())
+
+
 def locate(index: Index, project: str, filename: str, sha256: str) -> str:
     """The URL of *filename* on pip's indexes; an index that names another
     sha256 for it is an error (the pin or the index is wrong)."""
     seen: list[str] = []
     # in pip's order; each location is read only if the ones before it lack the file
-    sources = [(base, _project_links(index, base, normalize(project))) for base in index.settings.index_urls]
-    sources += [(loc, _find_links(index, loc)) for loc in index.settings.find_links]
-    for where, links in sources:
+    for where, links in _sources(index, project):
         for url, sha in links:
             name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
             if name != filename:

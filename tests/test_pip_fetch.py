@@ -24,12 +24,12 @@ setup(name="hostile", version="1.0")
 """
 
 
-def _sdist(marker: Path) -> bytes:
+def _sdist(marker: Path, requires: str = "'setuptools'") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, text in {"hostile-1.0/setup.py": SETUP_PY.format(marker=str(marker)),
                            "hostile-1.0/PKG-INFO": "Metadata-Version: 2.1\nName: hostile\nVersion: 1.0\n",
-                           "hostile-1.0/pyproject.toml": "[build-system]\nrequires = ['setuptools']\n"
+                           "hostile-1.0/pyproject.toml": f"[build-system]\nrequires = [{requires}]\n"
                                                          "build-backend = 'setuptools.build_meta'\n"}.items():
             data = text.encode()
             info = tarfile.TarInfo(name)
@@ -99,6 +99,51 @@ strip_prefix = "hostile-1.0"
         assert f"lists hostile-1.0.tar.gz with sha256 {sha}, not the pinned {bad}" in proc.stderr
         assert _Index.seen == ["/simple/hostile/"]
         assert not marker.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.linux
+def test_hermetic_pin_pins_an_sdist_from_the_index_without_running_it(tmp_path):
+    marker = tmp_path / "RAN"
+    sdist = _sdist(marker, requires="")  # no build requirements: nothing else to resolve on this fake index
+    sha = hashlib.sha256(sdist).hexdigest()
+    _Index.files = {
+        "/simple/hostile/": (f'<html><body><a href="../../files/hostile-0.9.tar.gz">hostile-0.9.tar.gz</a>'
+                             f'<a href="../../files/hostile-1.0.tar.gz#sha256={sha}">hostile-1.0.tar.gz</a>'
+                             f'<a href="../../files/hostile-1.0-py3-none-any.whl">wheel</a></body></html>').encode(),
+        "/files/hostile-1.0.tar.gz": sdist,
+    }
+    _Index.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ws = write_workspace(tmp_path / "ws", {"BUILD.toml": "[workspace]\n"})
+        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
+               "PIP_INDEX_URL": f"http://127.0.0.1:{server.server_port}/simple"}
+        hermetic_cli("pin", "--sdist", "hostile>=1", cwd=ws, env=env)
+        text = (ws / "pins" / "BUILD.toml").read_text()
+        assert f'''["hostile-sdist"]
+rule = "archive"
+filename = "hostile-1.0.tar.gz"
+sha256 = "{sha}"
+size = {len(sdist)}
+urls = ["pip:hostile==1.0/hostile-1.0.tar.gz"]
+strip_prefix = "hostile-1.0"
+''' in text
+        assert not marker.exists(), "pinning the sdist ran its setup.py"
+        assert _Index.seen == ["/simple/hostile/", "/files/hostile-1.0.tar.gz"]
+        hermetic_cli("pin", "--sdist", "hostile>=1", cwd=ws, env=env)
+        assert (ws / "pins" / "BUILD.toml").read_text() == text  # the same input, the same file
+        hermetic_cli("--cache-dir", str(tmp_path / "c"), "build", "//pins:hostile-sdist", cwd=ws, env=env)
+        assert not marker.exists()
+        # an index that serves other bytes than its listing says is refused, and nothing is written
+        _Index.files["/files/hostile-1.0.tar.gz"] = sdist + b"tampered"
+        (ws / "pins" / "BUILD.toml").unlink()
+        proc = hermetic_cli("pin", "--sdist", "hostile==1.0", cwd=ws, env=env, check=False)
+        assert proc.returncode != 0 and f"the index says sha256 {sha}" in proc.stderr
+        assert not (ws / "pins" / "BUILD.toml").exists()
     finally:
         server.shutdown()
         server.server_close()

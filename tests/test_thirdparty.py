@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -163,38 +164,100 @@ build_requires = ["//thirdparty/python:setuptools"]
         "built against the host's crypto"]
 
 
-def _guide_build_toml() -> str:
+def _guide_block(name: str, lang: str) -> str:
     text = (REPO / "README.md").read_text()
-    m = re.search(r"<!-- guide: BUILD.toml -->\n```toml\n(.*?)```\n<!-- /guide -->", text, re.S)
-    assert m, "the README's guide block is missing"
+    m = re.search(rf"<!-- guide: {re.escape(name)} -->\n```{lang}\n(.*?)```\n<!-- /guide -->", text, re.S)
+    assert m, f"the README's guide block {name!r} is missing"
     return m.group(1)
 
 
-def test_the_guides_build_toml_builds_another_package(tmp_path, warm_store):
+def test_the_guide_builds_a_package_against_openssl_111_from_an_empty_directory(tmp_path, warm_store):
+    """The README's walk-through, verbatim: its BUILD.toml, the key beside
+    it, its one `hermetic pin` command, then the wheel (against an OpenSSL
+    1.1.1w this workspace builds from its signed source)."""
     ws = tmp_path / "mine"
     ws.mkdir()
-    (ws / "BUILD.toml").write_text(_guide_build_toml())
+    (ws / "BUILD.toml").write_text(_guide_block("BUILD.toml", "toml"))
+    shutil.copy(REPO / "recipes" / "openssl" / "openssl-1.1.1-release-key.asc", ws)
+    pin = shlex.split(_guide_block("pin", "sh").replace("\\\n", " "))
+    assert pin[0] == "hermetic"
+    hermetic_cli(*pin[1:], cwd=ws)
+    pins = (ws / "pins" / "BUILD.toml").read_text()
+    assert '["cryptography-sdist"]' in pins and 'urls = ["pip:cryptography==3.3.2/cryptography-3.3.2.tar.gz"]' in pins
     proc = hermetic_cli("--cache-dir", str(warm_store), "build", "//:wheel", cwd=ws)
     (wheel,) = (ws / "hermetic-out" / "linux-x86_64-manylinux2014" / "wheel" / "dist").glob("*.whl")
-    assert wheel.name == \
-        f"argon2_cffi_bindings-21.2.0-{HOST_PY}-abi3-manylinux_2_14_x86_64.manylinux2014_x86_64.whl"
+    assert wheel.name == "cryptography-3.3.2-cp36-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
     assert str(wheel.relative_to(ws)) in proc.stdout
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    got = hermetic_cli("--cache-dir", str(warm_store), "build", "//:cffi", "-o", str(tmp_path / "o"), cwd=ws)
-    cffi = got.stdout.split(": ", 1)[1].strip()  # the pinned cffi wheel, through the same workspace
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(wheel), cffi],
+    got = hermetic_cli("--cache-dir", str(warm_store), "build", "//pins:cffi", "//pins:pycparser", "//pins:six",
+                       "-o", str(tmp_path / "o"), cwd=ws)
+    wheels = [ln.split(": ", 1)[1].strip() for ln in got.stdout.splitlines() if ln.strip().endswith(".whl")]
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(wheel), *wheels],
                    check=True)
     out = subprocess.run([venv / "bin" / "python", "-c", (
-        "from _argon2_cffi_bindings import ffi, lib\n"
-        "h = ffi.new('uint8_t[]', 32)\n"
-        "rc = lib.argon2_hash(2, 1 << 10, 1, b'password', 8, b'somesalt', 8, h, 32, ffi.NULL, 0, lib.Argon2_id,"
-        " 0x13)\n"
-        "print(rc, bytes(h).hex())")], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
-    # the same Argon2id hash as an independent implementation's (OpenSSL's, through cryptography)
-    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-
-    expected = Argon2id(salt=b"somesalt", length=32, iterations=2, lanes=1, memory_cost=1024).derive(b"password")
-    assert out == ["0", expected.hex()]
+        "from cryptography.hazmat.backends.openssl import backend\n"
+        "from cryptography.hazmat.primitives import hashes\n"
+        "h = hashes.Hash(hashes.SHA256(), backend)\nh.update(b'abc')\n"
+        "print(backend.openssl_version_text()); print(h.finalize().hex())")],
+        capture_output=True, text=True, check=True, cwd=tmp_path).stdout.splitlines()
+    assert out == ["OpenSSL 1.1.1w  11 Sep 2023", hashlib.sha256(b"abc").hexdigest()]
     again = hermetic_cli("--cache-dir", str(warm_store), "build", "//:wheel", cwd=ws)
     assert build_counts(again.stderr)[1] == 0
+
+
+def _tarball(dest: Path, top: str, files: dict[str, str]) -> tuple[str, int]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    dest.write_bytes(buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest(), len(buf.getvalue())
+
+
+def test_a_failing_upstream_suite_fails_the_build_and_shows_its_report(tmp_path, warm_store):
+    ws = copy_workspace(tmp_path / "ws")
+    sha, _ = _tarball(tmp_path / "adder-1.0.tar.gz", "adder-1.0", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                          '[project]\nname = "adder"\nversion = "1.0"\n',
+        "adder.py": "def add(a, b):\n    return a - b  # the bug the suite finds\n",
+        "tests/test_adder.py": "from adder import add\n\n\ndef test_zero():\n    assert add(1, 0) == 1\n\n\n"
+                               "def test_two():\n    assert add(1, 1) == 2, 'adder is off by ' + str(2 - add(1, 1))\n",
+    })
+    (ws / "adder").mkdir()
+    (ws / "adder" / "BUILD.toml").write_text(f"""
+[sdist]
+rule = "archive"
+filename = "adder-1.0.tar.gz"
+sha256 = "{sha}"
+urls = ["file://{tmp_path / 'adder-1.0.tar.gz'}"]
+strip_prefix = "adder-1.0"
+
+[wheel]
+rule = "pep517_wheel"
+platform = "linux-x86_64-manylinux2014"
+sdist = ":sdist"
+build_requires = ["//thirdparty/python:setuptools"]
+inspect_requires = ["//recipes/python:lief"]
+
+[test]
+rule = "pep517_test"
+platform = "linux-x86_64-manylinux2014"
+wheel = ":wheel"
+tests = ":sdist"
+deps = ["//thirdparty/python:pytest", "//thirdparty/python:pluggy", "//thirdparty/python:iniconfig",
+        "//thirdparty/python:packaging", "//thirdparty/python:pygments"]
+""")
+    proc = hermetic_cli("--cache-dir", str(warm_store), "build", "//adder:test", cwd=ws, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    err = proc.stderr
+    assert "Pep517Test //adder:test" in err and "failed" in err
+    # the failing test's own output, then the report's totals, are in the build's output
+    assert "tests/test_adder.py::test_two" in err and "adder is off by 2" in err
+    assert "test report: 1 failed, 1 passed (pytest exit code 1)" in err
+    # and the whole pytest output stays in the store for `hermetic log`
+    log = hermetic_cli("--cache-dir", str(warm_store), "log", "//adder:test", "--mnemonic", "Test$", cwd=ws).stdout
+    assert "FAILED" in log and re.search(r"^=+ 1 failed, 1 passed in [\d.]+s", log, re.M), log[-2000:]

@@ -4,7 +4,13 @@ compiled by the platform's ``cc`` toolchain out of its read-only source tree.
 
 Any library with a configure script fits: libsodium, zlib, libffi, ... The
 result is a :class:`CcInfo` like OpenSSL's, so the cffi and PEP 517 rules
-link it the same way."""
+link it the same way.
+
+Libraries it builds against (``deps``: an ``openssl`` or another
+``configure_make`` target) come in as ``CPPFLAGS``/``LDFLAGS``/``LIBS`` and as
+pkg-config files written for them; pkg-config sees those and nothing else
+(``PKG_CONFIG_LIBDIR``), so a host library's ``.pc`` cannot leak its flags
+into the build."""
 
 from __future__ import annotations
 
@@ -39,12 +45,39 @@ def _configure_make(ctx: RuleContext) -> list[Provider]:
             raise ctx.error(f"no configure --host triplet known for {ctx.platform}")
         options.append(f"--host={triplet}")
     q = shlex.quote
+    inputs = [src]
+    dep_lines = ['mkdir "$WORK/pkgconfig"', 'export PKG_CONFIG_LIBDIR="$WORK/pkgconfig" PKG_CONFIG_PATH=']
+    cppflags, ldflags, libs = [], [], []
+    for dep in ctx.attr.deps:
+        lib = dep[CcInfo]
+        incs = [f"-I$IN/{i.path}" for i in lib.includes]
+        cppflags += incs
+        inputs += [*lib.includes, *lib.archives]
+        extra = ""
+        if lib.link_flags is not None:
+            inputs.append(lib.link_flags)
+            extra = f' $(cat "$IN/{lib.link_flags.path}")'
+            libs.append(extra.strip())
+        for archive in lib.archives:
+            libdir = f"$IN/{archive.path.rsplit('/', 1)[0]}"
+            if f"-L{libdir}" not in ldflags:
+                ldflags.append(f"-L{libdir}")
+            stem = archive.name.removesuffix(".a")
+            dep_lines.append(
+                f'printf "Name: {stem}\\nDescription: {stem}, built by {dep.label}\\nVersion: %s\\n'
+                f'Cflags: %s\\nLibs: -L%s -l%s %s\\n" {q(lib.version or "0")} "{" ".join(incs)}" "{libdir}" '
+                f'{q(stem.removeprefix("lib"))} "{extra.strip()}" >"$WORK/pkgconfig/{stem}.pc"')
+    if cppflags:
+        dep_lines.append(f'export CPPFLAGS="{" ".join(cppflags)}${{CPPFLAGS:+ $CPPFLAGS}}" '
+                         f'LDFLAGS="{" ".join(ldflags)}${{LDFLAGS:+ $LDFLAGS}}" LIBS="{" ".join(libs)}${{LIBS:+ $LIBS}}"')
     script = "\n".join([
         "set -eu",
+        *dep_lines,
         "mkdir build && cd build",
         f'"$IN/{src.path}/configure" --prefix={q(prefix)} {" ".join(q(o) for o in options)} >configure.log 2>&1 '
         "|| { tail -n 40 configure.log; tail -n 60 config.log; exit 1; }",
-        '"$MAKE" -j"$HERMETIC_JOBS" >make.log 2>&1 || { tail -n 80 make.log; exit 1; }',
+        f'"$MAKE" -j"$HERMETIC_JOBS" {" ".join(q(t) for t in ctx.attr.make_targets)} >make.log 2>&1 '
+        "|| { tail -n 80 make.log; exit 1; }",
         *(['"$MAKE" -j"$HERMETIC_JOBS" check >check.log 2>&1 || { tail -n 80 check.log; '
            'cat test/default/test-suite.log 2>/dev/null | tail -n 40; exit 1; }'] if ctx.attr.run_checks else []),
         '"$MAKE" install DESTDIR="$WORK/stage" >install.log 2>&1 || { tail -n 40 install.log; exit 1; }',
@@ -52,7 +85,7 @@ def _configure_make(ctx: RuleContext) -> list[Provider]:
         *(f'cp "$WORK/stage{prefix}/lib/{lib}" "$OUT/lib/{lib}"' for lib in ctx.attr.static_libs),
     ])
     env = {**make_env(cc, make, source), **ctx.attr.env}
-    ctx.actions.run(["/bin/sh", "-c", script], inputs=[src], outputs=[*archives, include],
+    ctx.actions.run(["/bin/sh", "-c", script], inputs=inputs, outputs=[*archives, include],
                     mnemonic=ctx.attr.mnemonic or "ConfigureMake", env=env, toolchains=[cc, make], cpus=64)
     return [CcInfo(DepSet([include]), DepSet(archives), ctx.attr.version),
             DefaultInfo((*archives, include))]
@@ -65,8 +98,12 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "static_libs": attr.string_list(mandatory=True, doc='archives it installs into lib/, e.g. ["libsodium.a"]'),
         "configure_options": attr.string_list(doc="extra ./configure options (static, PIC and --host are set)"),
         "env": attr.string_dict(doc="extra environment for configure and make (CFLAGS, ...)"),
+        "deps": attr.label_list(providers=[CcInfo], doc="libraries it builds against (CPPFLAGS, LDFLAGS, LIBS and "
+                                                       "a pkg-config file each)"),
         "library": attr.string(doc="its name (default: the target's)"),
         "version": attr.string(doc="its version, for providers and messages"),
+        "make_targets": attr.string_list(doc="what `make` builds before `make install` (default: its default "
+                                             'target), e.g. ["libsrtp2.a"] to skip the test programs'),
         "run_checks": attr.bool(doc="also run `make check` (its own test suite) in the build"),
         "mnemonic": attr.string(doc="the action's name (default ConfigureMake)"),
     }, doc="A C library from ./configure && make && make install, as static archives and headers.")(_configure_make)

@@ -20,6 +20,11 @@ MACHINES = {"elf": {"X86_64": "x86_64", "AARCH64": "aarch64"},
             "pe": {"AMD64": "x86_64", "ARM64": "aarch64"}}
 
 
+def _enum_name(value):  # type: ignore[no-untyped-def]
+    """An enum member's name, as lief's releases spell it (a class in some, a member in others)."""
+    return getattr(value, "__name__", None) or str(value).rsplit(".", 1)[-1]
+
+
 def facts(path):
     import lief
 
@@ -30,7 +35,7 @@ def facts(path):
     out = {}
     if isinstance(binary, lief.ELF.Binary):
         out["format"] = "elf"
-        out["machine"] = binary.header.machine_type.__name__
+        out["machine"] = _enum_name(binary.header.machine_type)
         out["exports"] = sorted({s.name for s in binary.dynamic_symbols if s.exported and s.name})
         out["needed"] = sorted(binary.libraries)
         versions = {}
@@ -44,7 +49,7 @@ def facts(path):
         out["interpreter"] = binary.interpreter if binary.has_interpreter else None
     elif isinstance(binary, lief.MachO.Binary):
         out["format"] = "macho"
-        out["machine"] = binary.header.cpu_type.__name__
+        out["machine"] = _enum_name(binary.header.cpu_type)
         trie = binary.dyld_exports_trie if binary.has_dyld_exports_trie else \
             binary.dyld_info if binary.has_dyld_info else None
         out["exports"] = sorted({e.symbol.name for e in trie.exports}) if trie else []
@@ -55,7 +60,7 @@ def facts(path):
         out["undefined_dynamic_lookup"] = any(s.name.startswith("_Py") for s in binary.imported_symbols)
     elif isinstance(binary, lief.PE.Binary):
         out["format"] = "pe"
-        out["machine"] = binary.header.machine.__name__
+        out["machine"] = _enum_name(binary.header.machine)
         export = binary.get_export()
         out["exports"] = sorted(e.name for e in export.entries) if export else []
         out["needed"] = sorted(imp.name for imp in binary.imports)

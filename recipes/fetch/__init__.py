@@ -172,6 +172,13 @@ def fetch_apt_source(url: str, dest: Path, *, sha256: str, timeout: float) -> No
             proc = subprocess.run(["apt-get", "source", "--download-only", "-q", spec], cwd=d,
                                   capture_output=True, text=True, timeout=max(timeout, 300),
                                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+            if proc.returncode != 0 and (d / filename).is_file():
+                # another file of the package (its .dsc, say) is missing on this mirror, but apt fetched
+                # and checked this one (apt moves a file in only once it matches the signed index);
+                # the pin is checked on top
+                shutil.copyfile(d / filename, dest)
+                shutil.rmtree(d, ignore_errors=True)
+                return
             if proc.returncode != 0:
                 shutil.rmtree(d, ignore_errors=True)
                 msg = " ".join(line for line in proc.stderr.splitlines() if line.startswith("E:"))

@@ -93,6 +93,22 @@ def run_unittest(py, args, work):
     sys.stdout.write(f"\ntest report: {len(lines)} tests passed\n")
 
 
+def _excerpt(text, head=8000, tail=20000):
+    """pytest's output for the action's log: all of it, or for a long suite
+    its beginning (the header: versions, what a conftest reports, what was
+    collected) and its end (failures, warnings, the summary line), with the
+    per-test lines between left to the report, which has every one."""
+    if len(text) <= head + tail:
+        return text
+    start = text[:head]
+    start = start[:start.rfind("\n") + 1]
+    end = text[-tail:]
+    end = end[end.find("\n") + 1:]
+    elided = text.count("\n") - start.count("\n") - end.count("\n")
+    return (start + f"... {elided} lines of pytest's output left out here; every test's outcome is in "
+            "test-report.txt ...\n" + end)
+
+
 def run_pytest(py, args, work):
     """The tests directory is copied (not the source tree beside it, so the
     installed wheel is what gets imported) and run with pytest; the report
@@ -117,8 +133,7 @@ def run_pytest(py, args, work):
     argv += args.pytest_arg
     env = dict(os.environ, PYTHONPATH=plugins, HERMETIC_PYTEST_REPORT=report_json)
     proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env)
-    text = proc.stdout + proc.stderr
-    sys.stdout.write(text[-20000:])
+    sys.stdout.write(_excerpt(proc.stdout + proc.stderr))
     try:
         with open(report_json, encoding="utf-8") as f:
             data = json.load(f)
