@@ -19,6 +19,16 @@ sys.path.insert(0, str(REPO / "recipes" / "wheel"))
 import wheeltest  # noqa: E402
 
 SUITE = {
+    "test_sub.py": '''
+import unittest
+
+
+class Sub(unittest.TestCase):
+    def test_parts(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertLess(i, 3)
+''',
     "test_ids.py": '''
 import pytest
 
@@ -94,12 +104,12 @@ def _pytest_summary(out: str) -> dict[str, int]:
     """The counts on pytest's own last summary line ("== 3 passed, 1 skipped in 0.1s ==")."""
     line = [ln for ln in out.splitlines() if re.match(r"^=+ .* in [\d.]+s", ln)][-1]
     return {word.rstrip("s") if word in ("errors",) else word: int(n)
-            for n, word in re.findall(r"(\d+) (\w+)", line.split(" in ")[0])}
+            for n, word in re.findall(r"(\d+) ([a-z][a-z ]*[a-z])", line.split(" in ")[0])}
 
 
 def _report_summary(report: str) -> dict[str, int]:
     return {word.rstrip("s") if word in ("errors",) else word: int(n)
-            for n, word in re.findall(r"(\d+) (\w+)", report.splitlines()[-1])}
+            for n, word in re.findall(r"(\d+) ([a-z][a-z ]*[a-z])", report.splitlines()[-1])}
 
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
@@ -108,7 +118,9 @@ def test_report_totals_are_pytests(tmp_path, capsys, xdist):
     assert code == 0, out
     summary = _pytest_summary(out)
     assert _report_summary(report) == summary
-    expected = {"passed": 44, "skipped": 2, "deselected": 1, "xfailed": 1, "xpassed": 1}
+    expected = {"passed": 45, "skipped": 2, "deselected": 1, "xfailed": 1, "xpassed": 1}
+    if int(pytest.__version__.split(".")[0]) >= 9:  # pytest 9 counts unittest's subTest()s on the line
+        expected["subtests passed"] = 3
     if xdist:  # xdist's workers deselect; its controller's summary line does not count them
         del expected["deselected"]
     assert summary == expected

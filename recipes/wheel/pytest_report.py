@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 
-#: the categories of pytest's summary line, in its order
-CATEGORIES = ("failed", "passed", "skipped", "deselected", "xfailed", "xpassed", "error")
+#: what pytest's summary line counts that is not a test outcome
+NOT_OUTCOMES = ("warnings", "")
 
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]
@@ -32,22 +32,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
     if not path:
         return
     stats = terminalreporter.stats
+    # pytest's own summary line, as it prints it ("3 failed", "85970 passed", "20 subtests passed", ...),
+    # without the warnings: the report's totals are these words
+    parts, _color = terminalreporter.build_summary_stats_line()
+    summary = [text for text, _markup in parts if text.split(" ", 1)[0].isdigit()
+               and text.split(" ", 1)[1] not in ("warning", "warnings")]
     results = []
-    counts = {}
     failures = []
-    for category in CATEGORIES:
-        # what the summary line counts (pytest leaves out reports that do not count towards it)
-        reports = [r for r in stats.get(category, []) if getattr(r, "count_towards_summary", True)]
-        if category == "deselected":
-            counts[category] = len(stats.get(category, []))
+    for category, reports in stats.items():
+        if category in NOT_OUTCOMES or category == "deselected":
             continue
-        counts[category] = len(reports)
         for r in reports:
+            if not getattr(r, "count_towards_summary", True):  # what the summary line leaves out
+                continue
             results.append([r.nodeid, category])
             if category in ("failed", "error"):
                 failures.append({"nodeid": r.nodeid, "when": getattr(r, "when", ""),
                                  "text": str(getattr(r, "longreprtext", "") or r.longrepr)[-4000:]})
-    data = {"exitstatus": int(exitstatus), "counts": {k: v for k, v in counts.items() if v},
-            "results": sorted(results), "failures": failures}
+    data = {"exitstatus": int(exitstatus), "summary": summary, "results": sorted(results), "failures": failures}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, sort_keys=True)
