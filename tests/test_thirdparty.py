@@ -223,7 +223,11 @@ def test_a_failing_upstream_suite_fails_the_build_and_shows_its_report(tmp_path,
     sha, _ = _tarball(tmp_path / "adder-1.0.tar.gz", "adder-1.0", {
         "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
                           '[project]\nname = "adder"\nversion = "1.0"\n',
-        "adder.py": "def add(a, b):\n    return a - b  # the bug the suite finds\n",
+        "setup.py": "from setuptools import Extension, setup\n"
+                    "setup(py_modules=['adder'], ext_modules=[Extension('_adder', ['_adder.c'])])\n",
+        "_adder.c": "#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"_adder\"};\n"
+                    "PyMODINIT_FUNC PyInit__adder(void) { return PyModule_Create(&m); }\n",
+        "adder.py": "import _adder  # noqa\n\n\ndef add(a, b):\n    return a - b  # the bug the suite finds\n",
         "tests/test_adder.py": "from adder import add\n\n\ndef test_zero():\n    assert add(1, 0) == 1\n\n\n"
                                "def test_two():\n    assert add(1, 1) == 2, 'adder is off by ' + str(2 - add(1, 1))\n",
     })
@@ -254,7 +258,7 @@ deps = ["//thirdparty/python:pytest", "//thirdparty/python:pluggy", "//thirdpart
     proc = hermetic_cli("--cache-dir", str(warm_store), "build", "//adder:test", cwd=ws, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     err = proc.stderr
-    assert "Pep517Test //adder:test" in err and "failed" in err
+    assert "Pep517Test //adder:test" in err and "failed" in err, err[-4000:]
     # the failing test's own output, then the report's totals, are in the build's output
     assert "tests/test_adder.py::test_two" in err and "adder is off by 2" in err
     assert "test report: 1 failed, 1 passed (pytest exit code 1)" in err

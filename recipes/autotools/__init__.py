@@ -22,7 +22,10 @@ from hermetic.hookspecs import hookimpl
 from hermetic.model import Provider
 from hermetic.rules import DefaultInfo, DepSet, RuleContext, RuleRegistry, attr
 from hermetic.providers import CcInfo, SourceInfo
-from recipes.cc_env import make_env
+from recipes.cc_env import dep_env_script, make_env
+
+#: what every configure_make build passes (remove_options drops one: zlib's configure knows none of them)
+DEFAULT_OPTIONS = ("--disable-shared", "--enable-static", "--with-pic")
 
 def _configure_make(ctx: RuleContext) -> list[Provider]:
     cc = ctx.toolchain("cc")
@@ -38,38 +41,21 @@ def _configure_make(ctx: RuleContext) -> list[Provider]:
     archives = [ctx.declare_output(f"lib/{lib}") for lib in ctx.attr.static_libs]
     include = ctx.declare_output("include", tree=True)
     prefix = f"/opt/hermetic/{name}"  # recorded in .pc/.la files only: fixed, never a host path
-    options = ["--disable-shared", "--enable-static", "--with-pic", *ctx.attr.configure_options]
-    if ctx.platform != ctx.host:
+    options = [*DEFAULT_OPTIONS, *ctx.attr.configure_options]
+    if ctx.platform != ctx.host and "--host" not in ctx.attr.remove_options:
         triplet = cc.conventions(CcConventions).gnu_host
         if not triplet:
             raise ctx.error(f"no configure --host triplet known for {ctx.platform}")
         options.append(f"--host={triplet}")
+    unknown = [o for o in ctx.attr.remove_options if o not in (*DEFAULT_OPTIONS, "--host")]
+    if unknown:
+        raise ctx.error(f"remove_options: {', '.join(unknown)} is not a default option; the defaults are "
+                        f"{', '.join(DEFAULT_OPTIONS)} and --host=TRIPLET for another platform",
+                        hint="options only add: list the option in configure_options")
+    options = [o for o in options if o not in ctx.attr.remove_options]
     q = shlex.quote
-    inputs = [src]
-    dep_lines = ['mkdir "$WORK/pkgconfig"', 'export PKG_CONFIG_LIBDIR="$WORK/pkgconfig" PKG_CONFIG_PATH=']
-    cppflags, ldflags, libs = [], [], []
-    for dep in ctx.attr.deps:
-        lib = dep[CcInfo]
-        incs = [f"-I$IN/{i.path}" for i in lib.includes]
-        cppflags += incs
-        inputs += [*lib.includes, *lib.archives]
-        extra = ""
-        if lib.link_flags is not None:
-            inputs.append(lib.link_flags)
-            extra = f' $(cat "$IN/{lib.link_flags.path}")'
-            libs.append(extra.strip())
-        for archive in lib.archives:
-            libdir = f"$IN/{archive.path.rsplit('/', 1)[0]}"
-            if f"-L{libdir}" not in ldflags:
-                ldflags.append(f"-L{libdir}")
-            stem = archive.name.removesuffix(".a")
-            dep_lines.append(
-                f'printf "Name: {stem}\\nDescription: {stem}, built by {dep.label}\\nVersion: %s\\n'
-                f'Cflags: %s\\nLibs: -L%s -l%s %s\\n" {q(lib.version or "0")} "{" ".join(incs)}" "{libdir}" '
-                f'{q(stem.removeprefix("lib"))} "{extra.strip()}" >"$WORK/pkgconfig/{stem}.pc"')
-    if cppflags:
-        dep_lines.append(f'export CPPFLAGS="{" ".join(cppflags)}${{CPPFLAGS:+ $CPPFLAGS}}" '
-                         f'LDFLAGS="{" ".join(ldflags)}${{LDFLAGS:+ $LDFLAGS}}" LIBS="{" ".join(libs)}${{LIBS:+ $LIBS}}"')
+    dep_lines, dep_inputs = dep_env_script(ctx.attr.deps)
+    inputs = [src, *dep_inputs]
     script = "\n".join([
         "set -eu",
         *dep_lines,
@@ -97,6 +83,8 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
         "src": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target with the source tree"),
         "static_libs": attr.string_list(mandatory=True, doc='archives it installs into lib/, e.g. ["libsodium.a"]'),
         "configure_options": attr.string_list(doc="extra ./configure options (static, PIC and --host are set)"),
+        "remove_options": attr.string_list(doc="default options to leave out (--disable-shared, --enable-static, "
+                                               "--with-pic, --host) for a configure script that rejects them"),
         "env": attr.string_dict(doc="extra environment for configure and make (CFLAGS, ...)"),
         "deps": attr.label_list(providers=[CcInfo], doc="libraries it builds against (CPPFLAGS, LDFLAGS, LIBS and "
                                                        "a pkg-config file each)"),

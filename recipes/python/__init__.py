@@ -64,6 +64,9 @@ def _python_headers(ctx: RuleContext) -> list[Provider]:
 
 @hookimpl
 def hermetic_register_rules(registry: RuleRegistry) -> None:
+    from recipes.python import interpreter
+
+    interpreter.register(registry)
     registry.rule("python_headers", attrs={
         "src": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target with CPython's source"),
         "version": attr.string(mandatory=True, doc="the CPython version the source is"),

@@ -1,0 +1,88 @@
+"""``cpython``: a CPython interpreter built from its pinned source in the
+sandbox, as a relocatable install tree (``bin/python3.X``, the stdlib, its
+extension modules), by the target's C toolchain, against C libraries built
+by other rules (zlib, libffi, OpenSSL: ``deps``), statically: the tree
+needs nothing of the build machine but the C library.
+
+Relocatable: the interpreter is linked statically (``--disable-shared``) and
+finds its stdlib from where its executable is. Reproducible: the build
+records its build directories in text files (``sysconfig``'s data, the
+``Makefile`` beside ``libpython.a``); they are rewritten to fixed names and
+the affected ``.pyc`` files compiled again (hash-checked, as every ``.pyc``
+of a build with ``SOURCE_DATE_EPOCH``)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from hermetic.model import Provider
+from hermetic.providers import CcInfo, SourceInfo
+from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
+from recipes.cc_env import dep_env_script, make_env
+
+PREFIX = "/opt/hermetic/python"
+
+
+def _cpython(ctx: RuleContext) -> list[Provider]:
+    a = ctx.attr
+    m = re.fullmatch(r"(3)\.(\d+)\.\d+", a.version)
+    if not m:
+        raise ctx.error(f'version "{a.version}" is not a CPython release such as "3.13.5"')
+    mm = f"{m.group(1)}.{m.group(2)}"
+    cc = ctx.toolchain("cc")
+    make = ctx.exec_toolchain("make")
+    source = a.src[SourceInfo]
+    if not source.source_date_epoch:
+        raise ctx.error(f"{a.src.label} pins no source_date_epoch: the interpreter records its build date",
+                        hint="set source_date_epoch on the archive target (the release date)")
+    src = source.tree
+    tree = ctx.declare_output("python", tree=True)
+    q = shlex.quote
+    dep_lines, dep_inputs = dep_env_script(a.deps)
+    options = ["--disable-shared", "--without-ensurepip", "--disable-test-modules", "--with-openssl-rpath=no",
+               *a.configure_options]
+    stage = f"$WORK/stage{PREFIX}"
+    script = "\n".join([
+        "set -eu",
+        *dep_lines,
+        "mkdir build && cd build",
+        f'"$IN/{src.path}/configure" --prefix={PREFIX} {" ".join(q(o) for o in options)} >configure.log 2>&1 '
+        "|| { tail -n 40 configure.log; tail -n 80 config.log; exit 1; }",
+        # the build date sys.version shows: the release's, as the zig toolchain refuses __DATE__/__TIME__
+        'day=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" "+%b %e %Y"); '
+        'hms=$(date -u -d "@$SOURCE_DATE_EPOCH" +%H:%M:%S)',
+        r'''set -- CFLAGS_NODIST="-DDATE='\"$day\"' -DTIME='\"$hms\"'"''',
+        '"$MAKE" -j"$HERMETIC_JOBS" "$@" >make.log 2>&1 || { tail -n 80 make.log; exit 1; }',
+        '"$MAKE" install DESTDIR="$WORK/stage" "$@" >install.log 2>&1 || { tail -n 60 install.log; exit 1; }',
+        f'cd "{stage}"',
+        "rm -rf share",
+        # build directories, as the build recorded them in text files -> fixed names
+        'grep -rlI -e "$WORK" -e "$IN" . | sort >"$WORK/rewritten" || true',
+        'while read -r f; do sed -i -e "s|$WORK|/hermetic/build|g" -e "s|$IN|/hermetic/src|g" "$f"; done '
+        '<"$WORK/rewritten"',
+        f'grep "\\.py$" "$WORK/rewritten" | xargs -r ./bin/python{mm} -I -m compileall -q -f '
+        '--invalidation-mode checked-hash -o 0 -o 1 -o 2',
+        # the modules a hermetic interpreter must have: a missing library is a failed build, not a
+        # quietly smaller stdlib
+        f'./bin/python{mm} -I -c "import sys; mods = sys.argv[1:]; [__import__(m) for m in mods]" '
+        f'{" ".join(q(x) for x in a.require_modules)} || {{ echo "the interpreter lacks a required module"; '
+        'grep -A30 "modules were not built\\|Failed to build" "$WORK/build/make.log" | head -40; exit 1; }',
+        'cp -a . "$OUT/python/"',
+    ])
+    env = {**make_env(cc, make, source), **a.env}
+    ctx.actions.run(["/bin/sh", "-c", script], inputs=[src, *dep_inputs], outputs=[tree],
+                    mnemonic="CPythonBuild", env=env, toolchains=[cc, make], cpus=64)
+    return [DefaultInfo((tree,))]
+
+
+def register(registry: RuleRegistry) -> None:
+    registry.rule("cpython", attrs={
+        "src": attr.label(mandatory=True, providers=[SourceInfo], doc="CPython's pinned source (an archive)"),
+        "version": attr.string(mandatory=True, doc='the release, e.g. "3.13.5"'),
+        "deps": attr.label_list(providers=[CcInfo], doc="zlib, libffi, openssl: what its stdlib links"),
+        "configure_options": attr.string_list(doc="extra ./configure options"),
+        "require_modules": attr.string_list(default=["zlib", "_ctypes", "_ssl", "_hashlib"],
+                                            doc="C modules the interpreter must have (the build fails without)"),
+        "env": attr.string_dict(),
+    }, doc="A CPython interpreter from its pinned source: a relocatable install tree.")(_cpython)
