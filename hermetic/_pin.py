@@ -244,14 +244,15 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
     old = existing_pins(build)
     old_sdists = existing_sdists(build)
     moving = {canonical(n) for n in upgrade}
-    groups = {g: list(r) for g, r in groups.items()}
+    groups_: dict[str, list[str]] = {g: list(r) for g, r in groups.items()}
+    groups = groups_
     pinned_sdists = []
     for spec in sdists:
         with tempfile.TemporaryDirectory(prefix="hermetic-pin.") as tmp:
             dest = Path(tmp, "sdist")
             name = canonical(re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0])
             sp = pin_sdist(spec, old_sdists.get(name), name in moving, dest)
-            groups.setdefault("build", []).extend(sdist_build_requires(dest.rename(Path(tmp, sp.filename))))
+            groups_.setdefault("build", []).extend(sdist_build_requires(dest.rename(Path(tmp, sp.filename))))
             pinned_sdists.append(sp)
     unknown = moving - set(old) - set(old_sdists)
     if unknown and old:

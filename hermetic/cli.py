@@ -374,7 +374,7 @@ def _sdist_path(args: argparse.Namespace, sdist: str) -> Path:
 
         raise PinError(f"--sdist {sdist}: the target has no output to read", reason="usage",
                        hint="name an archive target (rule = \"archive\") holding the sdist")
-    return paths[0]
+    return Path(paths[0])
 
 
 def _log(args: argparse.Namespace) -> ExitCode:

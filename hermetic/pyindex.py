@@ -233,7 +233,7 @@ def sdists(index: Index, project: str) -> list[tuple[str, str, str, str | None]]
     file name, URL, sha256 if the index says), from the listings alone."""
     from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 
-    found = {}
+    found: dict[str, tuple[str, str, str, str | None]] = {}
     for _where, links in _sources(index, project):
         for url, sha in links:
             name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])

@@ -46,8 +46,14 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
     script = "\n".join([
         "set -eu",
         *dep_lines,
-        "mkdir build && cd build",
-        f'"$IN/{src.path}/configure" --prefix={PREFIX} {" ".join(q(o) for o in options)} >configure.log 2>&1 '
+        # a writable copy whose files all carry the release's date: make compares times, and the
+        # store's files carry whatever times their blobs have (CPython's Makefile would regenerate
+        # checked-in sources it finds "older" than their inputs)
+        f'cp -R "$IN/{src.path}" "$WORK/src" && find "$WORK/src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +',
+        # configure by a relative path: the source directory it records (getpath.c's VPATH, compiled
+        # into the interpreter) is then ../src, whatever the build root
+        'mkdir "$WORK/build" && cd "$WORK/build"',
+        f'../src/configure --prefix={PREFIX} {" ".join(q(o) for o in options)} >configure.log 2>&1 '
         "|| { tail -n 40 configure.log; tail -n 80 config.log; exit 1; }",
         # the build date sys.version shows: the release's, as the zig toolchain refuses __DATE__/__TIME__
         'day=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" "+%b %e %Y"); '
