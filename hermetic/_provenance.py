@@ -21,6 +21,7 @@ reproducible as the wheel.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -34,6 +35,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from hermetic.errors import HermeticError
 from hermetic.model import Action, sha256_json
 
 BUILD_TYPE = "urn:hermetic:build-type:action-graph:v1"
@@ -175,8 +177,81 @@ def requirement_line(wheel: Path, digest: str) -> str:
     return f"{canonicalize_name(dist)}=={version} --hash=sha256:{digest}\n"
 
 
-def write(wheel: Path, dest_dir: Path, **kw: Any) -> list[Path]:
-    """Write the three documents for *wheel* into *dest_dir* (atomically)."""
+#: DSSE's payload type for an in-toto statement
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: what a signature covers."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def envelope(stmt: Mapping[str, Any], secret: Any) -> dict[str, Any]:
+    """The statement as a DSSE envelope signed by *secret* (an ed25519
+    :class:`hermetic._signing.SecretKey`; keyid: its name)."""
+    payload = (json.dumps(stmt, indent=2, sort_keys=True) + "\n").encode()
+    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": secret.name, "sig": secret.sign(pae(PAYLOAD_TYPE, payload))}]}
+
+
+class ProvenanceError(HermeticError):
+    pass
+
+
+def open_envelope(env: Mapping[str, Any], trusted: Sequence[Any], where: str) -> tuple[dict[str, Any], str]:
+    """(the statement, the trusted key that signed it), or ProvenanceError."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if env.get("payloadType") != PAYLOAD_TYPE or not isinstance(env.get("payload"), str):
+        raise ProvenanceError(f"{where} is not a DSSE envelope of an in-toto statement", reason="usage")
+    payload = base64.b64decode(env["payload"])
+    signers = [str(s.get("keyid", "")) for s in env.get("signatures") or []]
+    by_name = {k.name: k for k in trusted}
+    for s in env.get("signatures") or []:
+        key = by_name.get(str(s.get("keyid", "")))
+        if key is None:
+            continue
+        try:
+            Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(str(s.get("sig", ""))),
+                                                               pae(PAYLOAD_TYPE, payload))
+        except (InvalidSignature, ValueError):
+            raise ProvenanceError(f"{where}: the signature by {key.name} does not verify: the statement was "
+                                  "changed after it was signed, or another key of that name signed it",
+                                  reason="untrusted-provenance") from None
+        return json.loads(payload), key.name
+    raise ProvenanceError(f"{where} is signed by {', '.join(signers) or 'nobody'}, none of them a trusted key "
+                          f"({', '.join(sorted(by_name)) or 'none given'})", reason="untrusted-provenance",
+                          hint="pass the signer's public key with --trusted-key NAME:KEY if you trust it")
+
+
+def check(stmt: Mapping[str, Any], wheel: Path, pins: Mapping[str, str]) -> list[str]:
+    """What is wrong with *stmt* as the provenance of *wheel* built from
+    *pins* (fetched file name -> sha256: what the workspace's BUILD files pin
+    for the statement's targets), first difference first; [] if nothing."""
+    subject = (stmt.get("subject") or [{}])[0]
+    got = _file_sha256(wheel)
+    problems = []
+    if subject.get("name") != wheel.name or (subject.get("digest") or {}).get("sha256") != got:
+        problems.append(f"the statement is about {subject.get('name')} sha256 "
+                        f"{(subject.get('digest') or {}).get('sha256')}, the wheel is {wheel.name} sha256 {got}")
+    deps = stmt.get("predicate", {}).get("buildDefinition", {}).get("resolvedDependencies", [])
+    fetched = {d["name"]: d["digest"]["sha256"] for d in deps if "fetched_by" in (d.get("annotations") or {})}
+    for name in sorted(set(fetched) | set(pins)):
+        if name not in pins:
+            problems.append(f"material {name} (sha256 {fetched[name]}) is pinned nowhere in this workspace")
+        elif name not in fetched:
+            problems.append(f"the workspace pins {name} (sha256 {pins[name]}), the statement does not name it")
+        elif fetched[name] != pins[name]:
+            problems.append(f"material {name}: the statement says sha256 {fetched[name]}, the workspace pins "
+                            f"{pins[name]}")
+    return problems
+
+
+def write(wheel: Path, dest_dir: Path, signing_key: Any = None, **kw: Any) -> list[Path]:
+    """Write the documents for *wheel* into *dest_dir* (atomically): the
+    statement, and with *signing_key* also as a signed DSSE envelope."""
     stmt = statement(wheel, **kw)
     digest = stmt["subject"][0]["digest"]["sha256"]
     docs = {
@@ -184,6 +259,8 @@ def write(wheel: Path, dest_dir: Path, **kw: Any) -> list[Path]:
         f"{wheel.name}.cdx.json": json.dumps(sbom(wheel, stmt, kw["source_date_epoch"]), indent=2) + "\n",
         "requirements.txt": requirement_line(wheel, digest),
     }
+    if signing_key is not None:
+        docs[f"{wheel.name}.provenance.dsse.json"] = json.dumps(envelope(stmt, signing_key), indent=2) + "\n"
     out = []
     for name, text in docs.items():
         path = dest_dir / name

@@ -215,8 +215,26 @@ class Session:
             written += _provenance.write(
                 wheel, dest.parent if dest.is_dir() else dest.parent, targets=[str(t) for t in labels],
                 platform=str(root.platform or self.platform), closure=closure, keys=ex.keys, root=root,
-                sources=read, sandbox=ex.sandbox_profile, source_date_epoch=self.ws.config.source_date_epoch)
+                sources=read, sandbox=ex.sandbox_profile, source_date_epoch=self.ws.config.source_date_epoch,
+                signing_key=self.provenance_key())
         return written
+
+    def provenance_key(self) -> Any:
+        """The key that signs provenance: the workspace's signing key (``--signing-key`` or
+        ``signing_key`` in ``[workspace.remote]``), or None (provenance unsigned)."""
+        if not hasattr(self, "_provenance_key"):
+            from hermetic._signing import SecretKey
+
+            path = self.remote_cli.get("signing_key") or self.ws.config.raw.get("remote", {}).get("signing_key")
+            self._provenance_key = SecretKey.load(Path(str(path)).expanduser()) if path else None
+        return self._provenance_key
+
+    def pinned_fetches(self, labels: Sequence[Label]) -> dict[str, str]:
+        """File name -> sha256 of every pinned download *labels* are built from
+        (their whole closure: sources, wheels, toolchain packages)."""
+        analysis, graph = self.analyze(labels)
+        order = graph.closure([a for files in analysis.top.values() for a in files])
+        return {a.params["name"]: a.params["sha256"] for a in order if a.kind == "fetch"}
 
     def verify(self, labels: Sequence[Label], *, against_cache: bool = False, disabled: Sequence[str] = (),
                diff_tool: str = "auto") -> Any:

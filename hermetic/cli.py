@@ -209,6 +209,17 @@ def _parser() -> argparse.ArgumentParser:
                                                            "the workspace root); the command owns its BUILD.toml")
     pn.add_argument("--upgrade", action="append", default=[], metavar="NAME", help="move this pin (repeatable)")
 
+    pv = sub.add_parser("provenance", parents=[common], help="provenance of a built wheel")
+    pvsub = pv.add_subparsers(dest="provenance_command", required=True)
+    pvv = pvsub.add_parser("verify", parents=[common],
+                           help="check a wheel's signed provenance: signer, subject, and its materials against "
+                                "this workspace's pins")
+    pvv.add_argument("wheel", type=Path)
+    pvv.add_argument("--envelope", type=Path, default=None,
+                     help="the DSSE envelope (default: WHEEL.provenance.dsse.json beside the wheel)")
+    pvv.add_argument("--trusted-key", action="append", default=[], metavar="NAME:KEY",
+                     help="a public key whose signature is accepted (repeatable)")
+
     lg = sub.add_parser("log", parents=[common],
                         help="the output (stdout/stderr) of TARGET's actions in their last build, from the store")
     lg.add_argument("target")
@@ -377,6 +388,47 @@ def _sdist_path(args: argparse.Namespace, sdist: str) -> Path:
     return Path(paths[0])
 
 
+def _provenance_verify(args: argparse.Namespace) -> ExitCode:
+    """The signature (by a trusted key), the subject (this wheel's sha256),
+    the materials (exactly the downloads this workspace pins for the
+    statement's targets)."""
+    import json
+
+    from hermetic import _provenance
+    from hermetic._signing import PublicKey
+
+    wheel = args.wheel
+    # beside the wheel, or beside its dist/ directory (where a build delivers them)
+    near = [d / f"{wheel.name}.provenance.dsse.json" for d in (wheel.parent, wheel.parent.parent)]
+    env_path = args.envelope or next((c for c in near if c.is_file()), near[0])
+    if not wheel.is_file():
+        raise _provenance.ProvenanceError(f"{wheel}: no such wheel", reason="usage")
+    if not env_path.is_file():
+        unsigned = any(c.with_name(f"{wheel.name}.provenance.json").is_file() for c in near)
+        raise _provenance.ProvenanceError(
+            f"{env_path}: no signed provenance" + (" (only the unsigned statement is there)" if unsigned else ""),
+            reason="untrusted-provenance", hint="build with a signing key (--signing-key FILE, or signing_key in "
+                                     "[workspace.remote]) to have the provenance signed")
+    trusted = [PublicKey.parse(k, "--trusted-key") for k in args.trusted_key]
+    try:
+        env = json.loads(env_path.read_text())
+    except ValueError as exc:
+        raise _provenance.ProvenanceError(f"{env_path}: not JSON ({exc})", reason="usage") from exc
+    stmt, signer = _provenance.open_envelope(env, trusted, str(env_path))
+    s = _session(args)
+    targets = stmt.get("predicate", {}).get("buildDefinition", {}).get("externalParameters", {}).get("targets", [])
+    pins = s.pinned_fetches(s.parse_labels(targets))
+    problems = _provenance.check(stmt, wheel, pins)
+    if problems:
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        raise _provenance.ProvenanceError(f"{wheel.name}: its provenance does not match: {problems[0]}",
+                                          reason="untrusted-provenance")
+    print(f"{wheel.name}: provenance verified: signed by {signer}, subject sha256 matches, "
+          f"{len(pins)} materials are this workspace's pins for {', '.join(targets)}")
+    return ExitCode.OK
+
+
 def _log(args: argparse.Namespace) -> ExitCode:
     s = _session(args)
     found = s.logs(s.parse_labels([args.target]), args.mnemonic, closure=args.deps)
@@ -458,6 +510,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _worker(args)
     if args.command == "log":
         return _log(args)
+    if args.command == "provenance":
+        return _provenance_verify(args)
     if args.command == "pin":
         return _pin(args)
     if args.command == "clean":

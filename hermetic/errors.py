@@ -61,6 +61,7 @@ class Reason(enum.StrEnum):
     FETCH_FAILED = "fetch-failed"
     HASH_MISMATCH = "hash-mismatch"
     UNRESOLVABLE = "unresolvable"
+    UNTRUSTED_PROVENANCE = "untrusted-provenance"
     BAD_SIGNATURE = "bad-signature"
     NO_VERIFIER = "no-verifier"
     BAD_ARCHIVE = "bad-archive"
@@ -130,6 +131,8 @@ REASONS: dict[Reason, tuple[Exit, str]] = {
     Reason.GRAPHVIZ: (Exit.ENVIRONMENT, "apt-get install graphviz, or use --format dot"),
     Reason.FETCH_FAILED: (Exit.INPUT, "put the file in a --distdir directory, or check the recipe's URLs "
                                       "and mirrors"),
+    Reason.UNTRUSTED_PROVENANCE: (Exit.INPUT, "the wheel's provenance is unsigned, signed by no trusted key, or "
+                                              "does not describe this wheel built from this workspace's pins"),
     Reason.UNRESOLVABLE: (Exit.INPUT, "pip's resolver found no set of binary wheels that meets every "
                                       "requirement on every Python and platform asked for: relax a specifier or "
                                       "drop a platform"),
