@@ -244,15 +244,14 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
     old = existing_pins(build)
     old_sdists = existing_sdists(build)
     moving = {canonical(n) for n in upgrade}
-    groups_: dict[str, list[str]] = {g: list(r) for g, r in groups.items()}
-    groups = groups_
+    wanted: dict[str, list[str]] = {g: list(r) for g, r in groups.items()}
     pinned_sdists = []
     for spec in sdists:
         with tempfile.TemporaryDirectory(prefix="hermetic-pin.") as tmp:
             dest = Path(tmp, "sdist")
             name = canonical(re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0])
             sp = pin_sdist(spec, old_sdists.get(name), name in moving, dest)
-            groups_.setdefault("build", []).extend(sdist_build_requires(dest.rename(Path(tmp, sp.filename))))
+            wanted.setdefault("build", []).extend(sdist_build_requires(dest.rename(Path(tmp, sp.filename))))
             pinned_sdists.append(sp)
     unknown = moving - set(old) - set(old_sdists)
     if unknown and old:
@@ -264,9 +263,9 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
     def plats(group: str) -> list[str]:
         return [HOST] if group in EXEC_GROUPS or not platforms else sorted({*platforms, HOST})
 
-    every = sorted({p for g in groups for p in plats(g)})
-    runs = [("", plat, sorted({r for g, reqs in groups.items() if plat in plats(g) for r in reqs})) for plat in every]
-    runs += [(g, plat, list(r)) for g, r in sorted(groups.items()) if r for plat in plats(g)]
+    every = sorted({p for g in wanted for p in plats(g)})
+    runs = [("", plat, sorted({r for g, reqs in wanted.items() if plat in plats(g) for r in reqs})) for plat in every]
+    runs += [(g, plat, list(r)) for g, r in sorted(wanted.items()) if r for plat in plats(g)]
     for group, plat, reqs in runs:
         if not reqs:
             continue
@@ -299,7 +298,7 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
                                    reason="hash-mismatch", hint="the index is inconsistent; try again later")
                 entry["wheels"][filename] = got
     out_dir.mkdir(parents=True, exist_ok=True)
-    build.write_text(render(groups, pythons, platforms, chosen, package, pinned_sdists))
+    build.write_text(render(wanted, pythons, platforms, chosen, package, pinned_sdists))
     return build
 
 

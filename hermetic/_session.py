@@ -3,7 +3,7 @@ steps load -> analyze -> execute -> deliver outputs."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 
 import json
 import os
@@ -216,18 +216,17 @@ class Session:
                 wheel, dest.parent if dest.is_dir() else dest.parent, targets=[str(t) for t in labels],
                 platform=str(root.platform or self.platform), closure=closure, keys=ex.keys, root=root,
                 sources=read, sandbox=ex.sandbox_profile, source_date_epoch=self.ws.config.source_date_epoch,
-                signing_key=self.provenance_key())
+                signing_key=self.provenance_key)
         return written
 
+    @functools.cached_property
     def provenance_key(self) -> Any:
         """The key that signs provenance: the workspace's signing key (``--signing-key`` or
         ``signing_key`` in ``[workspace.remote]``), or None (provenance unsigned)."""
-        if not hasattr(self, "_provenance_key"):
-            from hermetic._signing import SecretKey
+        from hermetic._signing import SecretKey
 
-            path = self.remote_cli.get("signing_key") or self.ws.config.raw.get("remote", {}).get("signing_key")
-            self._provenance_key = SecretKey.load(Path(str(path)).expanduser()) if path else None
-        return self._provenance_key
+        path = self.remote_cli.get("signing_key") or self.ws.config.raw.get("remote", {}).get("signing_key")
+        return SecretKey.load(Path(str(path)).expanduser()) if path else None
 
     def pinned_fetches(self, labels: Sequence[Label]) -> dict[str, str]:
         """File name -> sha256 of every pinned download *labels* are built from
@@ -331,8 +330,7 @@ class Session:
             log = None
             if entry and entry.get("outcome") == "failed" and entry.get("log"):  # kept by the failed run
                 h, _, size = str(entry["log"]).partition(":")
-                with contextlib.suppress(HermeticError, ValueError):
-                    log = self.store.read_bytes(Digest(h, int(size)))
+                log = self._blob(h, int(size)) if size.isdigit() else None
             elif entry:
                 log = self._stored_log(entry["key"])
             out.append((a, entry, log))
@@ -343,8 +341,12 @@ class Session:
         result = self.store.get_action(key)
         if not result or not result.get("log"):
             return None
+        return self._blob(result["log"]["hash"], result["log"]["size"])
+
+    def _blob(self, digest: str, size: int) -> bytes | None:
+        """A blob of the store, or None when it is gone (collected)."""
         try:
-            return self.store.read_bytes(Digest(result["log"]["hash"], result["log"]["size"]))
+            return self.store.read_bytes(Digest(digest, size))
         except HermeticError:
             return None
 
