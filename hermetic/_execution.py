@@ -98,7 +98,7 @@ class Executor:
     # -- keys ------------------------------------------------------------------
 
     def key_of(self, action: Action) -> str:
-        inputs = {a.path: self.artifacts.entry(a) for a in action.inputs}
+        inputs = {a.path: self.artifacts.entry(a) for a in action.key_inputs}
         profile = self.sandbox_profile if action.kind == "run" else None
         sde = self.sde if action.kind == "run" else None
         key, material = action_key(action, inputs, profile, sde)
@@ -116,7 +116,7 @@ class Executor:
         if self.history is None:
             return [{"type": "no-cache"}] if not self.use_cache else []
         upstream = {}
-        for art in action.inputs:
+        for art in action.key_inputs:
             producer = self.producer(art.path)
             if producer is not None and producer.id in self.why:
                 upstream[art.path] = (producer.describe(), root_causes(self.why[producer.id]))

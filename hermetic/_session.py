@@ -44,6 +44,8 @@ class BuildResult:
     remote_execution: Any = None
     #: "<target>: test report: ..." for each test action of the targets asked for
     test_summaries: tuple[str, ...] = ()
+    #: the summary table of each wheel matrix built (markdown), also written beside its cells
+    matrix_tables: tuple[str, ...] = ()
 
 
 #: default -j per local core when actions run on a remote executor: the local
@@ -180,7 +182,49 @@ class Session:
                     outputs[label] = paths
             store.save_digests()
         self.executor = ex
-        return BuildResult(outputs, stats, self.output_dir, executor, self._test_summaries(ex, order, labels, goals))
+        tables = self._matrix_tables(analysis, ex, labels) if materialize else ()
+        return BuildResult(outputs, stats, self.output_dir, executor, self._test_summaries(ex, order, labels, goals),
+                           tables)
+
+    def _matrix_tables(self, analysis: Any, ex: Executor, labels: Sequence[Label]) -> tuple[str, ...]:
+        """Each wheel matrix's summary: per cell the wheel, its tag and size,
+        the test totals (the report's last line: pytest's own words), this
+        build's time for the cell's actions and whether they came from a
+        cache. Written to ``summary.md`` beside the cells."""
+        from hermetic.providers import MatrixInfo
+
+        def where(ids: Sequence[str]) -> str:
+            w = {ex.where.get(i, "") for i in ids if i}
+            return "cached" if w == {"cache"} else "remote cache" if w <= {"cache", "remote-cache"} else "built"
+
+        tables = []
+        for (label, _platform), providers in analysis.providers.items():
+            info = next((p for p in providers if isinstance(p, MatrixInfo)), None)
+            if info is None or label not in labels:
+                continue
+            rows = ["| cell | python | wheel | tag | size | tests | time | cache |",
+                    "|---|---|---|---|---|---|---|---|"]
+            for c in info.cells:
+                dist = self.output_dir / c.dist.path.removeprefix("out/")
+                wheels = sorted(dist.glob("*.whl"))
+                name = wheels[0].name if wheels else "(none)"
+                tag = "-".join(name.removesuffix(".whl").split("-")[-3:]) if wheels else ""
+                size = f"{wheels[0].stat().st_size / 1024:.0f} KiB" if wheels else ""
+                tests = "not run"
+                if c.report is not None:
+                    report = self.output_dir / c.report.path.removeprefix("out/")
+                    lines = report.read_text(errors="replace").splitlines() if report.is_file() else []
+                    tests = lines[-1] if lines else "no report"
+                ids = (*c.build, c.test)
+                secs = sum(ex.seconds.get(i, 0.0) for i in ids if i)
+                rows.append(f"| {c.name} | {c.python} | {name} | {tag} | {size} | {tests} | {secs:.1f}s "
+                            f"| {where(ids)} |")
+            table = f"{label} ({len(info.cells)} cells)\n" + "\n".join(rows) + "\n"
+            dest = self.output_dir / info.summary
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(table)
+            tables.append(table)
+        return tuple(tables)
 
     def _test_summaries(self, ex: Executor, order: Sequence[Any], labels: Sequence[Label],
                         goals: Sequence[Any]) -> tuple[str, ...]:

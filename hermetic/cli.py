@@ -603,6 +603,8 @@ def _build(args: argparse.Namespace) -> ExitCode:
             remote += ", the rest here"
     for line in result.test_summaries:
         print(line, file=sys.stderr)
+    for table in result.matrix_tables:
+        print(table, file=sys.stderr)
     print(f"hermetic: {total} actions: {st.executed} executed, {st.cached} from cache{remote} ({secs:.2f}s)",
           file=sys.stderr)
     cwd = Path.cwd()

@@ -205,6 +205,15 @@ class Action:
         return self.inputs + trees if trees else self.inputs
 
     @property
+    def key_inputs(self) -> tuple[Artifact, ...]:
+        """What its key hashes by content: its inputs, and the trees of
+        toolchains a target built (a hermetic interpreter), whose identity is
+        their digest. A package's tree is keyed by the package's pinned
+        sha256 in the toolchain's identity instead."""
+        built = tuple(t.tree for t in self.toolchains if t.tree is not None and t.package is None)
+        return self.inputs + built if built else self.inputs
+
+    @property
     def output_dir(self) -> str:
         """Where its owner's outputs live: what ``$OUT`` stands for."""
         return "/".join(p for p in ("out", self.config, self.owner.package, self.owner.name) if p)

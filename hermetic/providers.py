@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import attrs
 
-from hermetic.model import Artifact, Provider
+from hermetic.model import Artifact, Platform, Provider, Toolchain
 from hermetic.rules import DepSet
 
-__all__ = ["BuiltWheelInfo", "CcInfo", "PyExtensionInfo", "PyHeadersInfo", "PyWheelInfo", "SourceInfo",
-           "WheelInfo"]
+__all__ = ["BuiltWheelInfo", "CcInfo", "MatrixCell", "MatrixInfo", "PinnedWheel", "PyExtensionInfo", "PyHeadersInfo", "PyInterpreterInfo",
+           "PyWheelInfo", "SourceInfo", "WheelInfo", "wheel_fits"]
 
 
 @attrs.frozen
@@ -35,14 +35,71 @@ class CcInfo(Provider):
     link_flags: Artifact | None = None
 
 
+def wheel_fits(filename: str, tag: str, platform: Platform) -> bool:
+    """Whether the wheel *filename* installs on the CPython whose interpreter
+    tag is *tag* (``cp311``) on *platform*."""
+    from packaging.utils import parse_wheel_filename
+
+    _, _, _, tags = parse_wheel_filename(filename)
+    major, minor = int(tag[2]), int(tag[3:])
+    for t in tags:
+        if t.abi == "abi3":  # the stable ABI of cp3X serves every CPython from 3.X on
+            if not (t.interpreter.startswith("cp3") and int(t.interpreter[3:]) <= minor):
+                continue
+        elif t.interpreter not in (tag, f"py{major}", f"cp{major}") or t.abi not in (tag, "none"):
+            continue
+        if t.platform == "any":
+            return True
+        if platform.os == "linux" and t.platform.endswith("_" + platform.arch) and (
+                t.platform.startswith("manylinux") if platform.libc == "glibc" else
+                t.platform.startswith("musllinux")):
+            return True
+    return False
+
+
+@attrs.frozen
+class PinnedWheel:
+    """One pinned file of a wheel pin set, fetched and unpacked."""
+
+    filename: str
+    wheel: Artifact
+    unpacked: Artifact
+
+
 @attrs.frozen
 class PyWheelInfo(Provider):
-    """A pinned wheel, and the same wheel unpacked (for use on PYTHONPATH)."""
+    """A pinned wheel, and the same wheel unpacked (for use on PYTHONPATH):
+    the one for the interpreter and platform the target was analysed for;
+    ``candidates`` holds every pinned file (each fetched only when an action
+    that uses it runs), for rules that choose per interpreter (the matrix)."""
 
     distribution: str
     version: str
     wheel: Artifact
     unpacked: Artifact
+    candidates: tuple[PinnedWheel, ...] = ()
+
+    def for_python(self, tag: str, platform: Platform) -> PinnedWheel | None:
+        """The pinned file that installs on CPython *tag* on *platform*: the
+        most specific one (an interpreter's own build before abi3, before a
+        pure-Python wheel), as pip would choose."""
+        fits = [c for c in self.candidates if wheel_fits(c.filename, tag, platform)]
+
+        def rank(c: PinnedWheel) -> int:
+            name = c.filename
+            return 0 if f"-{tag}-{tag}-" in name else 1 if "-abi3-" in name else 2
+
+        return min(fits, key=rank) if fits else None
+
+
+@attrs.frozen
+class PyInterpreterInfo(Provider):
+    """An interpreter a target built (``cpython``): the ``python`` toolchain
+    that runs it, keyed by its tree's digest, for the platform it runs on."""
+
+    toolchain: Toolchain
+    version: str
+    platform: Platform
 
 
 @attrs.frozen
@@ -99,3 +156,29 @@ class BuiltWheelInfo(Provider):
     dist: Artifact
     facts: Artifact
     non_hermetic: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class MatrixCell:
+    """One cell of a wheel matrix: the wheel built for (or, abi3, reused by)
+    one interpreter on one platform, and its test run. ``build`` and
+    ``test`` are the ids of the actions that made them, for the summary's
+    times and cache column."""
+
+    name: str
+    python: str
+    platform: str
+    dist: Artifact
+    facts: Artifact
+    report: Artifact | None
+    build: tuple[str, ...]
+    test: str = ""
+
+
+@attrs.frozen
+class MatrixInfo(Provider):
+    """A wheel matrix (``wheel_matrix``): after a build of it, hermetic writes
+    its summary table to ``summary`` (a path below the output directory)."""
+
+    cells: tuple[MatrixCell, ...]
+    summary: str

@@ -23,8 +23,8 @@ from hermetic.conventions import PythonConventions
 from hermetic.errors import FetchError
 from hermetic.fetch import FetcherRegistry, Verified
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Platform, Provider, Toolchain
-from hermetic.providers import PyWheelInfo, SourceInfo
+from hermetic.model import Artifact, Platform, Provider, Toolchain
+from hermetic.providers import PinnedWheel, PyWheelInfo, SourceInfo, wheel_fits
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 
 
@@ -57,47 +57,46 @@ def _archive(ctx: RuleContext) -> list[Provider]:
 
 def wheel_matches(filename: str, python: Toolchain, platform: Platform) -> bool:
     """Whether the wheel *filename* installs on *python* for *platform*."""
-    from packaging.utils import parse_wheel_filename
-
-    _, _, _, tags = parse_wheel_filename(filename)
-    tag = python.conventions(PythonConventions).tag
-    major = tag[2]
-    for t in tags:
-        if t.interpreter not in (tag, f"py{major}", f"cp{major}") and not (
-                t.abi == "abi3" and t.interpreter.startswith("cp")):
-            continue
-        if t.abi not in (tag, "abi3", "none"):
-            continue
-        if t.platform == "any":
-            return True
-        if platform.os == "linux" and t.platform.endswith(platform.arch) and (
-                t.platform.startswith("manylinux") if platform.libc == "glibc" else
-                t.platform.startswith("musllinux")):
-            return True
-    return False
+    return wheel_fits(filename, python.conventions(PythonConventions).tag, platform)
 
 
 def _python_wheel(ctx: RuleContext) -> list[Provider]:
     python = ctx.toolchain("python")
-    chosen = None
+    pins = []
     for entry in ctx.attr.wheels:
         fname, _, digest = entry.partition(" sha256:")
         if not digest:
             raise ctx.error(f'wheel pin "{entry}" must be "<filename> sha256:<hex>"')
-        if wheel_matches(fname.strip(), python, ctx.platform):
-            chosen = (fname.strip(), digest.strip())
-            break
+        pins.append((fname.strip(), digest.strip()))
+    chosen = next(((f, d) for f, d in pins if wheel_matches(f, python, ctx.platform)), None)
     if chosen is None:
         raise ctx.error(f"no pinned wheel of {ctx.attr.distribution} fits Python {python.conventions(PythonConventions).tag} "
                         f"on {ctx.platform}", hint=f"add a pin for it: pip download --only-binary :all: "
                         f"--no-deps {ctx.attr.distribution}=={ctx.attr.version}, then sha256sum")
+
+    def fetch(fname: str, digest: str, wheel: Artifact, site: Artifact, suffix: str = "") -> None:
+        ctx.actions.fetch(wheel, sha256=digest, urls=[f"pip:{ctx.attr.distribution}=={ctx.attr.version}/{fname}"],
+                          mnemonic="FetchWheel" + suffix)
+        ctx.actions.extract(wheel, site, mnemonic="UnpackWheel" + suffix)
+
     fname, digest = chosen
     wheel = ctx.declare_output(fname)
-    ctx.actions.fetch(wheel, sha256=digest, urls=[f"pip:{ctx.attr.distribution}=={ctx.attr.version}/{fname}"],
-                      mnemonic="FetchWheel")
     unpacked = ctx.declare_output("site", tree=True)
-    ctx.actions.extract(wheel, unpacked, mnemonic="UnpackWheel")
-    return [PyWheelInfo(ctx.attr.distribution, ctx.attr.version, wheel, unpacked), DefaultInfo((wheel,))]
+    fetch(fname, digest, wheel, unpacked)
+    candidates = []
+    if len(pins) > 1:
+        # every pinned file, for rules that choose per interpreter (a matrix cell): the same for
+        # every platform this target is analysed for, and fetched only when a cell needs it
+        for f, d in pins:
+            tags = f.removesuffix(".whl").split("-", 2)[-1]
+            w = ctx.declare_output(f"pins/{f}", shared=True)
+            site = ctx.declare_output(f"pins/{tags}", tree=True, shared=True)
+            fetch(f, d, w, site, f"[{tags}]")
+            candidates.append(PinnedWheel(f, w, site))
+    else:
+        candidates.append(PinnedWheel(fname, wheel, unpacked))
+    return [PyWheelInfo(ctx.attr.distribution, ctx.attr.version, wheel, unpacked, tuple(candidates)),
+            DefaultInfo((wheel,))]
 
 
 @hookimpl

@@ -21,25 +21,22 @@ wheel's tag is whatever its dynamic dependencies allow (``linux_x86_64``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-
-from hermetic.conventions import CcConventions, Exports, ExtensionConventions
+from hermetic.conventions import CcConventions, Exports, ExtensionConventions, PythonConventions
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Artifact, Output, Provider
+from hermetic.model import Artifact, Output, Platform, Provider, Toolchain
+from hermetic.providers import (BuiltWheelInfo, CcInfo, PinnedWheel, PyInterpreterInfo, PyWheelInfo,
+                                SourceInfo)
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-from hermetic.providers import BuiltWheelInfo, CcInfo, PyWheelInfo, SourceInfo
 
 HERE = Path(__file__).parent
 RECIPES = HERE.parent
 
 
-def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
-    a = ctx.attr
-    python = ctx.exec_toolchain("python")
-    system = tuple(a.system_libraries)
-    cc = ctx.exec_toolchain("cc") if system else ctx.toolchain("cc")
-    conv = ctx.toolchain("pyext").conventions(ExtensionConventions)
+def _check_cc(ctx: RuleContext, cc: Toolchain, system: tuple[str, ...]) -> None:
     if not system and not cc.hermetic:
         raise ctx.error(
             f"the cc toolchain for {ctx.platform} is the host's own compiler, which sees the host's headers and "
@@ -49,8 +46,54 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
     if system and ctx.platform != ctx.host:
         raise ctx.error("system_libraries builds against the host's libraries: it cannot target another platform",
                         hint="drop platform, or drop system_libraries")
+
+
+def interpreter(ctx: RuleContext, target: Any) -> tuple[Toolchain, PythonConventions, Platform]:
+    """The python toolchain a rule runs: a hermetic interpreter (a ``cpython``
+    target) when *target* names one, else the host's; its conventions and
+    the platform wheels must fit to run on it."""
+    if target is None:
+        python = ctx.exec_toolchain("python")
+        return python, python.conventions(PythonConventions), ctx.host
+    info = target[PyInterpreterInfo]
+    return info.toolchain, info.toolchain.conventions(PythonConventions), info.platform
+
+
+def pick(ctx: RuleContext, pins: Sequence[Any], conv: PythonConventions, platform: Platform,
+         what: str) -> list[PinnedWheel]:
+    """For each pinned requirement, its file for the interpreter *conv* on *platform*."""
+    out = []
+    for t in pins:
+        info = t[PyWheelInfo]
+        chosen = info.for_python(conv.tag, platform)
+        if chosen is None:
+            raise ctx.error(f"{what} {t.label} ({info.distribution} {info.version}) pins no file for CPython "
+                            f"{conv.version} ({conv.tag}) on {platform}",
+                            hint=f"pin it for that interpreter too: hermetic pin ... --python "
+                                 f"{'.'.join(conv.version.split('.')[:2])}")
+        out.append(chosen)
+    return out
+
+
+def exports_map(ctx: RuleContext) -> Artifact:
+    """The version script that lets only the modules' init functions out."""
+    vscript = ctx.declare_output("exports.map")
+    ctx.actions.write(vscript, "{\n  global: PyInit_*;\n  local: *;\n};\n")
+    return vscript
+
+
+def declare_wheel(ctx: RuleContext, *, python: Toolchain, sites: Sequence[Artifact], cell: str = "",
+                  system: tuple[str, ...] = (), vscript: Artifact | None = None,
+                  ) -> tuple[Artifact, Artifact, list[Artifact]]:
+    """The build of the sdist by its own backend on *python*, and its
+    normalisation: (dist, facts, outputs). *cell* names a matrix cell: its
+    outputs go under that directory and its actions carry it."""
+    a = ctx.attr
+    cc = ctx.exec_toolchain("cc") if system else ctx.toolchain("cc")
+    _check_cc(ctx, cc, system)
+    conv = ctx.toolchain("pyext").conventions(ExtensionConventions)
+    d, m = (f"{cell}/", f"[{cell}]") if cell else ("", "")
     source = a.sdist[SourceInfo]
-    sites = [w[PyWheelInfo].unpacked for w in a.build_requires]
     argv: list[object] = [python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "build.py")]
     inputs: list[Artifact] = [source.tree, *sites]
     for site in sites:
@@ -73,25 +116,26 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
                 stem = archive.name.removesuffix(".a").removesuffix(".lib")
                 forbid.append(rf"^{stem}\.")  # linked statically: the module may not need it dynamically
         if conv.exports == Exports.VERSION_SCRIPT:  # only the init functions leave the module
-            vscript = ctx.declare_output("exports.map")
-            ctx.actions.write(vscript, "{\n  global: PyInit_*;\n  local: *;\n};\n")
+            vscript = vscript or exports_map(ctx)
             flags += ["--version-script", vscript]
             inputs.append(vscript)
-    raw = ctx.declare_output("raw", tree=True)
+    raw = ctx.declare_output(f"{d}raw", tree=True)
     env = {"CC": cc.tool("cc"), "LDSHARED": f"{cc.tool('cc')} -shared", "AR": cc.tool("ar"), **a.env}
     if source.source_date_epoch:
         env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)
     if system:
         env["HERMETIC_NON_HERMETIC"] = "built against the host's " + ", ".join(system)  # in the key, on purpose
-    ctx.actions.run([*argv, *flags, "--", source.tree, Output("raw")], inputs=inputs, outputs=[raw],
-                    mnemonic="Pep517Build", env=env, toolchains=[python, cc])  # type: ignore[arg-type]
+    ctx.actions.run([*argv, *flags, "--", source.tree, Output(f"{d}raw")], inputs=inputs, outputs=[raw],
+                    mnemonic=f"Pep517Build{m}", env=env, toolchains=[python, cc])  # type: ignore[arg-type]
 
-    dist = ctx.declare_output("dist", tree=True)
-    facts = ctx.declare_output("wheel.json")
+    dist = ctx.declare_output(f"{d}dist", tree=True)
+    facts = ctx.declare_output(f"{d}wheel.json")
+    # lief reads the module on the build machine's own Python, whatever the cell's interpreter
+    host_python = ctx.exec_toolchain("python")
     lief = [t[PyWheelInfo].unpacked for t in a.inspect_requires]
     helpers = [ctx.tool_file(RECIPES / "cffi" / "inspect_binary.py"), ctx.tool_file(RECIPES / "wheel" / "tags.py"),
                ctx.tool_file(RECIPES / "wheel" / "mkwheel.py")]
-    norm: list[object] = [python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "normalize.py")]
+    norm: list[object] = [host_python.tool("python"), "-I", "-S", ctx.tool_file(HERE / "normalize.py")]
     for site in lief:
         norm += ["--path", site]
     for h in helpers:
@@ -102,9 +146,21 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
         norm += ["--musl", musl]
     for pattern in forbid:
         norm += ["--forbid-needed", pattern]
-    ctx.actions.run([*norm, raw, Output("dist"), Output(facts.name)], inputs=[raw, *lief, *helpers],
-                    outputs=[dist, facts], mnemonic="WheelNormalize", toolchains=[python])  # type: ignore[arg-type]
-    outputs = [dist, facts]
+    ctx.actions.run([*norm, raw, Output(f"{d}dist"), Output(f"{d}wheel.json")], inputs=[raw, *lief, *helpers],
+                    outputs=[dist, facts], mnemonic=f"WheelNormalize{m}",
+                    toolchains=[host_python])  # type: ignore[arg-type]
+    return dist, facts, [dist, facts]
+
+
+def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
+    a = ctx.attr
+    system = tuple(a.system_libraries)
+    python, conv, runs_on = interpreter(ctx, a.python)
+    if a.python is None:
+        sites = [w[PyWheelInfo].unpacked for w in a.build_requires]
+    else:
+        sites = [w.unpacked for w in pick(ctx, a.build_requires, conv, runs_on, "build requirement")]
+    dist, facts, outputs = declare_wheel(ctx, python=python, sites=sites, system=system)
     if system:
         marker = ctx.declare_output("NON-HERMETIC")
         ctx.actions.write(marker, f"{ctx.label} was built against the host's {', '.join(system)} "
@@ -113,31 +169,47 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
     return [BuiltWheelInfo(dist, facts, system), DefaultInfo(tuple(outputs))]
 
 
-def _pep517_test(ctx: RuleContext) -> list[Provider]:
+def declare_test(ctx: RuleContext, *, python: Toolchain, dist: Artifact, deps: Sequence[Artifact],
+                 cell: str = "", env: dict[str, str] | None = None) -> Artifact:
+    """A run of the package's own suite against its installed wheel on *python*."""
     a = ctx.attr
-    python = ctx.exec_toolchain("python")
-    built = a.wheel[BuiltWheelInfo]
+    d, m = (f"{cell}/", f"[{cell}]") if cell else ("", "")
     tree = a.tests[SourceInfo].tree
-    deps = [t[PyWheelInfo].wheel for t in a.deps]
-    report = ctx.declare_output("test-report.txt")
+    report = ctx.declare_output(f"{d}test-report.txt")
     argv: list[object] = [python.tool("python"), "-I", ctx.tool_file(RECIPES / "wheel" / "wheeltest.py"),
-                          Output(report.name), "--wheel", built.dist]
-    for d in deps:
-        argv += ["--wheel", d]
+                          Output(f"{d}test-report.txt"), "--wheel", dist]
+    for dep in deps:
+        argv += ["--wheel", dep]
     argv += ["--tests-dir", tree, "--tests-subdir", a.tests_dir]
     argv += ["--pytest-plugin", ctx.tool_file(RECIPES / "wheel" / "pytest_report.py")]
     if a.jobs > 1:  # pytest-xdist, pinned among deps, on $HERMETIC_JOBS processes
         argv.append("--xdist")
     for arg in a.pytest_args:
         argv.append(f"--pytest-arg={arg}")
-    ctx.actions.run(argv, inputs=[built.dist, *deps, tree], outputs=[report],  # type: ignore[arg-type]
-                    mnemonic="Pep517Test", toolchains=[python], env=dict(a.env), cpus=max(1, a.jobs))
+    ctx.actions.run(argv, inputs=[dist, *deps, tree], outputs=[report],  # type: ignore[arg-type]
+                    mnemonic=f"Pep517Test{m}", toolchains=[python], env=dict(a.env if env is None else env), cpus=max(1, a.jobs))
+    return report
+
+
+def _pep517_test(ctx: RuleContext) -> list[Provider]:
+    a = ctx.attr
+    python, conv, runs_on = interpreter(ctx, a.python)
+    if a.python is None:
+        deps = [t[PyWheelInfo].wheel for t in a.deps]
+    else:
+        deps = [w.wheel for w in pick(ctx, a.deps, conv, runs_on, "test requirement")]
+    report = declare_test(ctx, python=python, dist=a.wheel[BuiltWheelInfo].dist, deps=deps)
     return [DefaultInfo((report,))]
 
 
 @hookimpl
 def hermetic_register_rules(registry: RuleRegistry) -> None:
+    from recipes.pep517 import matrix
+
+    matrix.register(registry)
     registry.rule("pep517_wheel", attrs={
+        "python": attr.label(providers=[PyInterpreterInfo], doc="a hermetic interpreter (a cpython target) "
+                                                               "the backend runs on; default: the host's"),
         "sdist": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target: the pinned sdist"),
         "build_requires": attr.label_list(providers=[PyWheelInfo], cfg="exec",
                                           doc="pinned wheels the backend needs (setuptools, cffi, ...)"),
@@ -154,6 +226,8 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
     }, doc="Build a pinned sdist with its own PEP 517 backend, hermetically.")(_pep517_wheel)
     registry.rule("pep517_test", attrs={
         "wheel": attr.label(mandatory=True, providers=[BuiltWheelInfo]),
+        "python": attr.label(providers=[PyInterpreterInfo], doc="a hermetic interpreter (a cpython target) "
+                                                               "the suite runs on; default: the host's"),
         "tests": attr.label(mandatory=True, providers=[SourceInfo], doc="the source tree holding the tests"),
         "tests_dir": attr.string(default="tests", doc="the test directory inside it"),
         "deps": attr.label_list(providers=[PyWheelInfo], cfg="exec",

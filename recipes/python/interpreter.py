@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 import shlex
 
-from hermetic.model import Provider
-from hermetic.providers import CcInfo, SourceInfo
+from hermetic.conventions import PythonConventions
+from hermetic.model import Provider, Toolchain
+from hermetic.providers import CcInfo, PyInterpreterInfo, SourceInfo
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 from recipes.cc_env import dep_env_script, make_env
 
@@ -79,7 +80,19 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
     env = {**make_env(cc, make, source), **a.env}
     ctx.actions.run(["/bin/sh", "-c", script], inputs=[src, *dep_inputs], outputs=[tree],
                     mnemonic="CPythonBuild", env=env, toolchains=[cc, make], cpus=64)
-    return [DefaultInfo((tree,))]
+    abi = "musl" if ctx.platform.libc == "musl" else "gnu"
+    soabi = f"cpython-3{m.group(2)}-{ctx.platform.arch}-linux-{abi}"
+    toolchain = Toolchain(
+        "python", {"python": f"bin/python{mm}"},
+        # what the interpreter is: the tree's digest is in the key of every action it runs
+        # (Action.key_inputs); these name it for people and for `hermetic why`
+        {"built-by": str(ctx.label), "version": a.version, "platform": str(ctx.platform)},
+        info=PythonConventions(version=a.version, tag=f"cp3{m.group(2)}", soabi=soabi,
+                               ext_suffix=f".{soabi}.so"),
+        hermetic=True, tree=tree,
+        wrappers={"python": f'#!/bin/sh\n# hermetic: CPython {a.version} built by {ctx.label}\n'
+                            f'exec "$HERMETIC_TOOLCHAIN_PYTHON/bin/python{mm}" "$@"\n'})
+    return [PyInterpreterInfo(toolchain, a.version, ctx.platform), DefaultInfo((tree,))]
 
 
 def register(registry: RuleRegistry) -> None:
