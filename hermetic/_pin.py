@@ -200,7 +200,38 @@ def resolve(requirements: Sequence[str], *, python: str, platform: str, constrai
             ) -> list[dict[str, Any]]:
     """pip's resolution for one Python version and platform (``HOST``: the
     platform tags pip computes for this machine): the report's ``install``
-    entries (name, version, URL, sha256)."""
+    entries (name, version, URL, sha256).
+
+    pip evaluates environment markers against the Python it runs on, not the
+    one ``--python-version`` names (pytest's ``tomli; python_version <
+    "3.11"`` is dropped when pinning for 3.9 from 3.11): the dependencies
+    each resolved distribution declares for the target Python are checked
+    here, and the resolution repeated with any that are missing."""
+    from packaging.requirements import Requirement
+
+    version = _python_tag(python)[0]
+    env = {"python_version": version, "python_full_version": f"{version}.0", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython", "sys_platform": "linux", "os_name": "posix",
+           "extra": ""}
+    wanted = list(requirements)
+    for _ in range(10):
+        items = _resolve_once(wanted, python=python, platform=platform, constraints=constraints)
+        have = {canonical(i["metadata"]["name"]) for i in items}
+        missing = []
+        for item in items:
+            for text in item["metadata"].get("requires_dist") or []:
+                req = Requirement(text)
+                if canonical(req.name) in have or (req.marker is not None and not req.marker.evaluate(env)):
+                    continue
+                missing.append(str(req).split(";")[0].strip())
+        if not missing:
+            return items
+        wanted += sorted(set(missing))
+    return items
+
+
+def _resolve_once(requirements: Sequence[str], *, python: str, platform: str, constraints: Iterable[str]
+                  ) -> list[dict[str, Any]]:
     version, abi = _python_tag(python)
     with tempfile.TemporaryDirectory(prefix="hermetic-pin.") as tmp:
         cfile = Path(tmp, "constraints.txt")
@@ -315,7 +346,7 @@ def render(groups: Mapping[str, Sequence[str]], pythons: Sequence[str], platform
     for group, reqs in sorted(groups.items()):
         if reqs:
             lines.append(f"# {group}: {' '.join(sorted(reqs))}")
-    lines.append(f"# for Python {', '.join(sorted(pythons))} on {', '.join(sorted(platforms)) or HOST}"
+    lines.append(f"# for Python {', '.join(sorted(pythons, key=_version_key))} on {', '.join(sorted(platforms)) or HOST}"
                  f"{' and this machine (build, and where tests run)' if platforms else ''}")
     for group in sorted(g for g, r in groups.items() if r):
         members = sorted(n for n, e in chosen.items() if group in e["groups"])
@@ -332,3 +363,8 @@ def render(groups: Mapping[str, Sequence[str]], pythons: Sequence[str], platform
         lines += [f"    {_toml_str(f'{fn} sha256:{sha}')}," for fn, sha in sorted(entry["wheels"].items())]
         lines += ["]", ""]
     return "\n".join(lines)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """"3.9" before "3.11"."""
+    return tuple(int(x) for x in version.split(".") if x.isdigit())

@@ -51,8 +51,8 @@ def wheel_fits(filename: str, tag: str, platform: Platform) -> bool:
         if t.platform == "any":
             return True
         if platform.os == "linux" and t.platform.endswith("_" + platform.arch) and (
-                t.platform.startswith("manylinux") if platform.libc == "glibc" else
-                t.platform.startswith("musllinux")):
+                t.platform.startswith("musllinux") if platform.libc == "musl" else
+                t.platform.startswith("manylinux")):
             return True
     return False
 

@@ -44,6 +44,18 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
     options = ["--disable-shared", "--without-ensurepip", "--disable-test-modules", "--with-openssl-rpath=no",
                *a.configure_options]
     stage = f"$WORK/stage{PREFIX}"
+    setup_py: list[str] = []
+    if int(m.group(2)) < 12:
+        # CPython before 3.12 builds its extension modules with setup.py, which adds the build
+        # machine's own directories (/usr/include/<multiarch> from dpkg-architecture, /usr/local, the
+        # compiler's "system" paths) to every module's compile and decides which modules to build by
+        # the headers it finds there. Told it is cross-compiling, it asks the target's compiler
+        # instead; dpkg-architecture, which it would still ask, is shadowed by a stub that knows nothing
+        setup_py = [
+            'mkdir "$WORK/no-host-paths" && printf "#!/bin/sh\\nexit 1\\n" >"$WORK/no-host-paths/dpkg-architecture"',
+            'chmod +x "$WORK/no-host-paths/dpkg-architecture" && export PATH="$WORK/no-host-paths:$PATH"',
+            f'export _PYTHON_HOST_PLATFORM=linux-{ctx.platform.arch}',
+        ]
     script = "\n".join([
         "set -eu",
         *dep_lines,
@@ -51,6 +63,7 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
         # store's files carry whatever times their blobs have (CPython's Makefile would regenerate
         # checked-in sources it finds "older" than their inputs)
         f'cp -R "$IN/{src.path}" "$WORK/src" && find "$WORK/src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +',
+        *setup_py,
         # configure by a relative path: the source directory it records (getpath.c's VPATH, compiled
         # into the interpreter) is then ../src, whatever the build root
         'mkdir "$WORK/build" && cd "$WORK/build"',

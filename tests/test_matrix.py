@@ -1,0 +1,81 @@
+"""The wheel matrix: one third-party cffi package (cmarkgfm, from its pinned
+sdist) built and tested once per hermetic interpreter (CPython 3.9, 3.11 and
+3.13, each built from pinned source by //recipes/python), with the summary
+table a build of the matrix writes. The interpreters are built once on the
+suite's warm store (3.13 is shared with test_interpreter.py)."""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import build_counts, copy_workspace, hermetic_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.linux, pytest.mark.network, pytest.mark.bwrap]
+
+TARGET = "//thirdparty/cmarkgfm:wheels"
+OUT = "hermetic-out/linux-x86_64-manylinux2014/thirdparty/cmarkgfm/wheels"
+CELLS = {"cp39": "3.9.2", "cp311": "3.11.2", "cp313": "3.13.5"}
+
+
+@pytest.fixture(scope="module")
+def matrix(warm_store: Path) -> tuple[Path, str]:
+    shared = warm_store.parent
+    with open(shared / ".lock-matrix", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ws = shared / "ws-matrix"
+        log = shared / "matrix.log"
+        if not (shared / ".done-matrix").exists():
+            shutil.rmtree(ws, ignore_errors=True)
+            copy_workspace(ws)
+            proc = hermetic_cli("--cache-dir", str(warm_store), "build", TARGET, cwd=ws)
+            log.write_text(proc.stderr)
+            (shared / ".done-matrix").write_text("ok")
+    return ws, log.read_text()
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in table.splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) == 8 and cols[0] in CELLS:
+            rows[cols[0]] = cols
+    return rows
+
+
+def test_one_wheel_per_interpreter_tagged_for_it_and_tested_on_it(matrix):
+    ws, log = matrix
+    out = ws / OUT
+    summary = (out / "summary.md").read_text()
+    assert summary in log  # the table the build printed is the one it wrote
+    rows = _rows(summary)
+    assert sorted(rows) == sorted(CELLS)
+    for tag, version in CELLS.items():
+        cell, python, wheel, wtag, size, tests, secs, cache = rows[tag]
+        assert python == version
+        files = sorted((out / tag / "dist").glob("*.whl"))
+        assert [f.name for f in files] == [wheel]
+        # the full C API of that interpreter: its own tag, and a module built for its ABI
+        assert wtag == f"{tag}-{tag}-manylinux_2_17_x86_64.manylinux2014_x86_64"
+        assert size == f"{files[0].stat().st_size / 1024:.0f} KiB"
+        names = zipfile.ZipFile(files[0]).namelist()
+        minor = tag[3:]
+        assert any(re.fullmatch(rf"cmarkgfm/_cmark\.cpython-3{minor}-x86_64-linux-gnu\.so", n) for n in names), names
+        report = (out / tag / "test-report.txt").read_text().splitlines()
+        assert report[-1] == tests and re.fullmatch(r"\d+ passed", tests), tests
+        assert sum(1 for ln in report if ln.endswith(" PASSED")) == int(tests.split()[0])
+        assert cache == "built" and float(secs.removesuffix("s")) > 0
+
+
+def test_a_second_build_is_all_cached_and_says_so(matrix):
+    ws, _ = matrix
+    cache = ws.parent / "cache"
+    proc = hermetic_cli("--cache-dir", str(cache), "build", TARGET, cwd=ws)
+    executed, cached, _, _ = build_counts(proc.stderr)
+    assert executed == 0 and cached > 0
+    rows = _rows((ws / OUT / "summary.md").read_text())
+    assert sorted(rows) == sorted(CELLS) and {r[7] for r in rows.values()} == {"cached"}
