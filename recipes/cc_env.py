@@ -25,6 +25,10 @@ def make_env(cc: Toolchain, make: Toolchain, source: SourceInfo, *, perl: bool =
     return env
 
 
+#: pkg-config names an upstream install gives a set of libraries (OpenSSL: openssl.pc)
+UPSTREAM_PC = {"openssl": frozenset({"libssl", "libcrypto"})}
+
+
 def dep_env_script(deps: Sequence[Any]) -> tuple[list[str], list[Artifact]]:
     """Shell lines that give a configure script the libraries *deps* (targets
     with a CcInfo) built: ``CPPFLAGS``/``LDFLAGS``/``LIBS`` naming their
@@ -61,9 +65,14 @@ def dep_env_script(deps: Sequence[Any]) -> tuple[list[str], list[Artifact]]:
             stem = archive.name.removesuffix(".a")
             every.append(f"-L{libdir} -l{stem.removeprefix('lib')}")
             lines.append(pc(stem, dep.label, lib.version, incs, f"{every[-1]} {extra}".strip()))
-        name = dep.label.name
         stems = {a.name.removesuffix(".a") for a in lib.archives}
-        if name not in stems and f"lib{name}" not in stems and re.fullmatch(r"[\w.+-]+", name):
+        names = {dep.label.name} if re.fullmatch(r"[\w.+-]+", dep.label.name) else set()
+        # the name upstream's own install gives it: configure scripts ask pkg-config for "openssl"
+        # (and, not finding it, search /usr: the host's headers), whatever the target is called
+        names |= {upstream for upstream, parts in UPSTREAM_PC.items() if parts <= stems}
+        for name in sorted(names):
+            if name in stems or f"lib{name}" in stems:
+                continue
             lines.append(pc(name, dep.label, lib.version, incs, f"{' '.join(every)} {extra}".strip()))
     if cppflags:
         lines.append(f'export CPPFLAGS="{" ".join(cppflags)}${{CPPFLAGS:+ $CPPFLAGS}}" '

@@ -200,3 +200,19 @@ def machine_paths_in(data: bytes, *extra: str) -> set[str]:
     machine = {str(Path.home()), sys.prefix, sys.base_prefix, "/hermetic/", "/build/", "/tmp/", "/root/",
                "/home/", "/usr/", os.getcwd(), *extra}
     return {m for m in machine if m in text}
+
+
+@pytest.fixture(scope="session")
+def cpython(warm_store: Path) -> Path:
+    """A workspace that built CPython 3.13 (//recipes/python:cpython-3.13) once on the warm store (its
+    OpenSSL is the flagship's; zlib, libffi and CPython are built here)."""
+    shared = warm_store.parent
+    with open(shared / ".lock-cpython", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ws = shared / "ws-cpython"
+        if not (shared / ".done-cpython").exists():
+            shutil.rmtree(ws, ignore_errors=True)
+            copy_workspace(ws)
+            hermetic_cli("--cache-dir", str(warm_store), "build", "//recipes/python:cpython-3.13", cwd=ws)
+            (shared / ".done-cpython").write_text("ok")
+    return ws

@@ -4,35 +4,18 @@ and linked in statically; relocatable; rebuilt bit for bit by `verify`."""
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_workspace, hermetic_cli
+from conftest import hermetic_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.linux, pytest.mark.network, pytest.mark.bwrap]
 
 TARGET = "//recipes/python:cpython-3.13"
 TREE = "hermetic-out/linux-x86_64-manylinux2014/recipes/python/cpython-3.13/python"
-
-
-@pytest.fixture(scope="module")
-def cpython(warm_store: Path) -> Path:
-    """A workspace that built the interpreter once on the warm store (its
-    OpenSSL is the flagship's; zlib, libffi and CPython are built here)."""
-    shared = warm_store.parent
-    with open(shared / ".lock-cpython", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        ws = shared / "ws-cpython"
-        if not (shared / ".done-cpython").exists():
-            shutil.rmtree(ws, ignore_errors=True)
-            copy_workspace(ws)
-            hermetic_cli("--cache-dir", str(warm_store), "build", TARGET, cwd=ws)
-            (shared / ".done-cpython").write_text("ok")
-    return ws
 
 
 CHECK = ("import sys, ssl, zlib, ctypes, hashlib, sysconfig\n"

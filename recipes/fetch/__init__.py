@@ -18,7 +18,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-
 from hermetic.conventions import PythonConventions
 from hermetic.errors import FetchError
 from hermetic.fetch import FetcherRegistry, Verified
@@ -26,7 +25,6 @@ from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Platform, Provider, Toolchain
 from hermetic.providers import PinnedWheel, PyWheelInfo, SourceInfo, wheel_fits
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
-
 
 # -- rules ----------------------------------------------------------------------
 

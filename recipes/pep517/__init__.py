@@ -25,11 +25,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hermetic.conventions import CcConventions, Exports, ExtensionConventions, PythonConventions
+from hermetic.conventions import (
+    CcConventions,
+    Exports,
+    ExtensionConventions,
+    PythonConventions,
+)
 from hermetic.hookspecs import hookimpl
 from hermetic.model import Artifact, Output, Platform, Provider, Toolchain
-from hermetic.providers import (BuiltWheelInfo, CcInfo, PinnedWheel, PyInterpreterInfo, PyWheelInfo,
-                                SourceInfo)
+from hermetic.providers import (
+    BuiltWheelInfo,
+    CcInfo,
+    PinnedWheel,
+    PyInterpreterInfo,
+    PyWheelInfo,
+    SourceInfo,
+)
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 
 HERE = Path(__file__).parent

@@ -15,9 +15,15 @@ from __future__ import annotations
 import re
 
 from hermetic.conventions import Exports, ExtensionConventions
-from hermetic.providers import (BuiltWheelInfo, CcInfo, MatrixCell, MatrixInfo, PyInterpreterInfo, PyWheelInfo,
-                                SourceInfo)
 from hermetic.model import Provider
+from hermetic.providers import (
+    CcInfo,
+    MatrixCell,
+    MatrixInfo,
+    PyInterpreterInfo,
+    PyWheelInfo,
+    SourceInfo,
+)
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
 from recipes.pep517 import declare_test, declare_wheel, exports_map, interpreter, pick
 

@@ -87,7 +87,8 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
         # quietly smaller stdlib
         f'./bin/python{mm} -I -c "import sys; mods = sys.argv[1:]; [__import__(m) for m in mods]" '
         f'{" ".join(q(x) for x in a.require_modules)} || {{ echo "the interpreter lacks a required module"; '
-        'grep -A30 "modules were not built\\|Failed to build" "$WORK/build/make.log" | head -40; exit 1; }',
+        'grep -A30 "modules were not built\\|Failed to build" "$WORK/build/make.log" | head -40; '
+        'grep -B4 -A4 " error:\\|undefined reference\\|undefined symbol" "$WORK/build/make.log" | head -80; exit 1; }',
         'cp -a . "$OUT/python/"',
     ])
     env = {**make_env(cc, make, source), **a.env}
