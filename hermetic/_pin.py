@@ -213,9 +213,21 @@ def resolve(requirements: Sequence[str], *, python: str, platform: str, constrai
     env = {"python_version": version, "python_full_version": f"{version}.0", "implementation_name": "cpython",
            "platform_python_implementation": "CPython", "sys_platform": "linux", "os_name": "posix",
            "extra": ""}
+    from packaging.specifiers import SpecifierSet
+
     wanted = list(requirements)
-    for _ in range(10):
-        items = _resolve_once(wanted, python=python, platform=platform, constraints=constraints)
+    held = list(constraints)
+    for _ in range(20):
+        items = _resolve_once(wanted, python=python, platform=platform, constraints=held)
+        # nor does `pip install --python-version` always hold a release to its Requires-Python
+        # (setuptools 84, which needs 3.10, was chosen for 3.9): such a release and newer are excluded
+        too_new = [f"{i['metadata']['name']}<{i['metadata']['version']}" for i in items
+                   if i["metadata"].get("requires_python") and not any(
+                       SpecifierSet(i["metadata"]["requires_python"]).contains(f"{version}.{patch}")
+                       for patch in (0, 99))]
+        if too_new:
+            held += too_new
+            continue
         have = {canonical(i["metadata"]["name"]) for i in items}
         missing = []
         for item in items:
@@ -295,6 +307,7 @@ def pin(groups: Mapping[str, Sequence[str]], *, pythons: Sequence[str], platform
         return [HOST] if group in EXEC_GROUPS or not platforms else sorted({*platforms, HOST})
 
     every = sorted({p for g in wanted for p in plats(g)})
+    pythons = sorted(pythons, key=_version_key)  # the oldest first: what it can run is held for the others
     runs = [("", plat, sorted({r for g, reqs in wanted.items() if plat in plats(g) for r in reqs})) for plat in every]
     runs += [(g, plat, list(r)) for g, r in sorted(wanted.items()) if r for plat in plats(g)]
     for group, plat, reqs in runs:

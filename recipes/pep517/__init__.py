@@ -109,6 +109,11 @@ def declare_wheel(ctx: RuleContext, *, python: Toolchain, sites: Sequence[Artifa
     inputs: list[Artifact] = [source.tree, *sites]
     for site in sites:
         argv += ["--path", site]
+    conv_py = python.conventions(PythonConventions)
+    if int(conv_py.tag[3:]) < 11:  # no tomllib: the frontend reads pyproject.toml with the pinned tomli
+        tomli = a.frontend_toml[PyWheelInfo].unpacked
+        argv += ["--frontend-path", tomli]
+        inputs.append(tomli)
     flags: list[object] = []
     for key, values in sorted(a.config_settings.items()):
         for value in values.split("\n") if "\n" in values else [values]:  # one line per value of a list
@@ -219,6 +224,8 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
 
     matrix.register(registry)
     registry.rule("pep517_wheel", attrs={
+        "frontend_toml": attr.label(providers=[PyWheelInfo], cfg="exec", default="//recipes/python:tomli",
+                                    doc="tomli, for reading pyproject.toml on a CPython before 3.11"),
         "python": attr.label(providers=[PyInterpreterInfo], doc="a hermetic interpreter (a cpython target) "
                                                                "the backend runs on; default: the host's"),
         "sdist": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target: the pinned sdist"),

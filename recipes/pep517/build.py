@@ -90,7 +90,7 @@ def _python_headers():
 
 
 def main(argv):
-    opts = {"--path": [], "--include": [], "--lib": [], "--version-script": []}
+    opts = {"--path": [], "--frontend-path": [], "--include": [], "--lib": [], "--version-script": []}
     hermetic_cc = False
     config_settings = {}  # PEP 517: a key given twice is a list
     while argv and (argv[0] in opts or argv[0] in ("--hermetic-cc", "--config-setting")):
@@ -126,6 +126,7 @@ def main(argv):
     # the backend's wheel records the modes of the files it wrote: fix what it could observe
     os.umask(0o022)
     sys.path[:0] = paths
+    sys.path += opts["--frontend-path"]  # what this script itself needs (tomli before 3.11), after the backend's
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)  # for anything the backend runs with sys.executable
     work = os.path.join(os.environ["WORK"], "src")
     shutil.copytree(src, work, symlinks=True)  # the backend writes build/ and egg-info/ in its tree
@@ -136,7 +137,10 @@ def main(argv):
                 os.chmod(path, os.stat(path).st_mode | 0o200)
     os.chdir(work)
     _python_headers()
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # before 3.11: the pinned tomli the rule put on --frontend-path
+        import tomli as tomllib  # type: ignore[no-redef]
 
     system = {}
     if os.path.exists("pyproject.toml"):
