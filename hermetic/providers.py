@@ -100,6 +100,18 @@ class PyInterpreterInfo(Provider):
     toolchain: Toolchain
     version: str
     platform: Platform
+    #: its install tree (for a cross build's sysconfig data and headers)
+    tree: Artifact | None = None
+    #: for an interpreter of another CPU: the same release for this machine, which runs the
+    #: package's build backend (configured for this one, as crossenv does)
+    build_python: Toolchain | None = None
+    #: how it runs here (qemu-user), when it is another CPU's: actions that run it need it too
+    emulator: Toolchain | None = None
+
+    @property
+    def toolchains(self) -> tuple[Toolchain, ...]:
+        """What an action that runs this interpreter needs."""
+        return (self.toolchain, self.emulator) if self.emulator is not None else (self.toolchain,)
 
 
 @attrs.frozen

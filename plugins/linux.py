@@ -57,6 +57,8 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform, cache_dir: P
         identity = {"conventions": "linux-1", "libc": target.libc,
                     "needed_renames": str(sorted(info.needed_renames.items()))}
         return Toolchain("pyext", {}, identity, info=info, hermetic=True)
+    if kind == "emulator" and host.os == "linux" and target.os == "linux" and target.arch != host.arch:
+        return _qemu(target, cache_dir)
     if host.os != "linux" or target != host:
         return None  # cross toolchains are other plugins' business
     if kind == "cc":
@@ -160,6 +162,36 @@ def _make(cache_dir: Path) -> Toolchain | None:
         return identity
 
     return Toolchain("make", tools, probe_cached("linux-make", real, probe, cache_dir=cache_dir), hermetic=False)
+
+
+# -- qemu-user -------------------------------------------------------------------
+
+#: Debian's cross C libraries (libc6-<arch>-cross): the dynamic loader and libc a
+#: glibc program of that CPU finds under qemu-user
+_SYSROOTS = {"aarch64": "/usr/aarch64-linux-gnu"}
+
+
+def _qemu(target: Platform, cache_dir: Path) -> Toolchain | None:
+    """qemu-user and a sysroot: how a program built for *target* runs here
+    (tests of another CPU's wheels). ``tools["run"]`` is the argv prefix; the
+    emulator's and the sysroot libc's digests are its identity."""
+    qemu = _which(f"qemu-{target.arch}")
+    sysroot = _SYSROOTS.get(target.arch)
+    if qemu is None or sysroot is None or target.libc == "musl":
+        return None
+    libc = Path(sysroot) / "lib" / "libc.so.6"
+    if not libc.is_file():
+        return None
+    real = [os.path.realpath(qemu), os.path.realpath(libc)]
+
+    def probe() -> dict[str, Any]:
+        return {f"sha256:{Path(p).name}": file_sha256(p) for p in real} | {
+            "version:qemu": run_probe([qemu, "--version"]).splitlines()[0]}
+
+    identity = probe_cached(f"linux-qemu-{target.arch}", real, probe, cache_dir=cache_dir)
+    return Toolchain("emulator", {"qemu": qemu}, identity | {"sysroot": sysroot}, hermetic=False,
+                     wrappers={"qemu": f'#!/bin/sh\n# hermetic: qemu-user for {target.arch}, glibc from {sysroot}\n'
+                                       f'exec {qemu} -L {sysroot} "$@"\n'})
 
 
 # -- python --------------------------------------------------------------------

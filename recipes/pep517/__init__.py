@@ -95,7 +95,7 @@ def exports_map(ctx: RuleContext) -> Artifact:
 
 def declare_wheel(ctx: RuleContext, *, python: Toolchain, sites: Sequence[Artifact], cell: str = "",
                   system: tuple[str, ...] = (), vscript: Artifact | None = None,
-                  ) -> tuple[Artifact, Artifact, list[Artifact]]:
+                  target: PyInterpreterInfo | None = None) -> tuple[Artifact, Artifact, list[Artifact]]:
     """The build of the sdist by its own backend on *python*, and its
     normalisation: (dist, facts, outputs). *cell* names a matrix cell: its
     outputs go under that directory and its actions carry it."""
@@ -109,6 +109,9 @@ def declare_wheel(ctx: RuleContext, *, python: Toolchain, sites: Sequence[Artifa
     inputs: list[Artifact] = [source.tree, *sites]
     for site in sites:
         argv += ["--path", site]
+    if target is not None and target.tree is not None:  # another CPU's interpreter: its sysconfig, headers
+        argv += ["--target-python", target.tree, "--target-platform", f"linux-{target.platform.arch}"]
+        inputs.append(target.tree)
     conv_py = python.conventions(PythonConventions)
     if int(conv_py.tag[3:]) < 11:  # no tomllib: the frontend reads pyproject.toml with the pinned tomli
         tomli = a.frontend_toml[PyWheelInfo].unpacked
@@ -186,7 +189,7 @@ def _pep517_wheel(ctx: RuleContext) -> list[Provider]:
 
 
 def declare_test(ctx: RuleContext, *, python: Toolchain, dist: Artifact, deps: Sequence[Artifact],
-                 cell: str = "", env: dict[str, str] | None = None) -> Artifact:
+                 cell: str = "", env: dict[str, str] | None = None, emulator: Toolchain | None = None) -> Artifact:
     """A run of the package's own suite against its installed wheel on *python*."""
     a = ctx.attr
     d, m = (f"{cell}/", f"[{cell}]") if cell else ("", "")
@@ -202,8 +205,13 @@ def declare_test(ctx: RuleContext, *, python: Toolchain, dist: Artifact, deps: S
         argv.append("--xdist")
     for arg in a.pytest_args:
         argv.append(f"--pytest-arg={arg}")
+    run_env = dict(a.env if env is None else env)
+    toolchains = [python]
+    if emulator is not None:  # the interpreter is another CPU's: it and what it starts run under qemu-user
+        run_env["HERMETIC_EMULATOR"] = emulator.tool("qemu")
+        toolchains.append(emulator)
     ctx.actions.run(argv, inputs=[dist, *deps, tree], outputs=[report],  # type: ignore[arg-type]
-                    mnemonic=f"Pep517Test{m}", toolchains=[python], env=dict(a.env if env is None else env), cpus=max(1, a.jobs))
+                    mnemonic=f"Pep517Test{m}", toolchains=toolchains, env=run_env, cpus=max(1, a.jobs))
     return report
 
 

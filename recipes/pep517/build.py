@@ -71,14 +71,34 @@ def _host_dirs_filter():
     os.environ["LDSHARED"] = f"{path} -shared"
 
 
-def _python_headers():
-    """A copy of this interpreter's C headers under $WORK/pyinc, first on
-    the include path: a cross compiler (zig, for a manylinux target) does not
-    search /usr/include, where Debian's pyconfig.h sends Python.h for the
-    multiarch part. Nothing else of /usr/include becomes visible."""
+def _target_python(tree, platform):
+    """Build for another CPU's interpreter (*tree*, the same release as this
+    one), as crossenv does: this interpreter runs the backend, but sysconfig
+    answers with the target's data (extension suffix, flags) and names its
+    platform; the target's headers are compiled against. Returns its include
+    directory."""
+    import glob
+
+    lib = glob.glob(os.path.join(tree, "lib", "python3.*"))[0]
+    data = glob.glob(os.path.join(lib, "_sysconfigdata_*.py"))[0]
+    where = os.path.join(os.environ["WORK"], "target-sysconfig")
+    os.makedirs(where)
+    shutil.copy(data, where)
+    os.environ["_PYTHON_SYSCONFIGDATA_NAME"] = os.path.basename(data)[:-3]
+    os.environ["_PYTHON_HOST_PLATFORM"] = platform
+    sys.path.insert(0, where)
+    return os.path.join(tree, "include", os.path.basename(lib)), where
+
+
+def _python_headers(inc=None):
+    """A copy of this interpreter's C headers (or the target interpreter's,
+    *inc*) under $WORK/pyinc, first on the include path: a cross compiler
+    (zig, for a manylinux target) does not search /usr/include, where
+    Debian's pyconfig.h sends Python.h for the multiarch part. Nothing else
+    of /usr/include becomes visible."""
     import sysconfig
 
-    inc = sysconfig.get_paths()["include"]
+    inc = inc or sysconfig.get_paths()["include"]
     root = os.path.join(os.environ["WORK"], "pyinc")
     shutil.copytree(inc, os.path.join(root, os.path.basename(inc)))
     multiarch = sysconfig.get_config_var("MULTIARCH")
@@ -90,7 +110,8 @@ def _python_headers():
 
 
 def main(argv):
-    opts = {"--path": [], "--frontend-path": [], "--include": [], "--lib": [], "--version-script": []}
+    opts = {"--path": [], "--frontend-path": [], "--include": [], "--lib": [], "--version-script": [],
+            "--target-python": [], "--target-platform": []}
     hermetic_cc = False
     config_settings = {}  # PEP 517: a key given twice is a list
     while argv and (argv[0] in opts or argv[0] in ("--hermetic-cc", "--config-setting")):
@@ -103,12 +124,16 @@ def main(argv):
             config_settings[key] = value if old is None else [*(old if isinstance(old, list) else [old]), value]
             argv = argv[2:]
             continue
-        opts[argv[0]].append(os.path.abspath(argv[1]))
+        opts[argv[0]].append(argv[1] if argv[0] == "--target-platform" else os.path.abspath(argv[1]))
         argv = argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
     src, out = argv
     paths = opts["--path"]
+    target_inc = None
+    if opts["--target-python"]:  # before anything reads sysconfig: it caches what it read
+        target_inc, where = _target_python(opts["--target-python"][0], opts["--target-platform"][0])
+        paths = [where, *paths]
     # the native libraries: headers first, static archives the only thing in their directories' -L
     cflags = [f"-I{d}" for d in opts["--include"]]
     ldflags = [f"-L{d}" for d in dict.fromkeys(os.path.dirname(f) for f in opts["--lib"])]
@@ -136,7 +161,7 @@ def main(argv):
             if not os.path.islink(path):
                 os.chmod(path, os.stat(path).st_mode | 0o200)
     os.chdir(work)
-    _python_headers()
+    _python_headers(target_inc)
     try:
         import tomllib
     except ImportError:  # before 3.11: the pinned tomli the rule put on --frontend-path

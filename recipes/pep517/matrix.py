@@ -36,7 +36,14 @@ def _wheel_matrix(ctx: RuleContext) -> list[Provider]:
     a = ctx.attr
     if not a.pythons:
         raise ctx.error("pythons is empty", hint='name the interpreters, e.g. ["//recipes/python:cpython-3.13"]')
-    interpreters = sorted((interpreter(ctx, t) + (t,) for t in a.pythons), key=lambda x: _minor(x[1].version))
+    interpreters = sorted((interpreter(ctx, t) + (t[PyInterpreterInfo],) for t in a.pythons),
+                          key=lambda x: _minor(x[1].version))
+    for _, conv, runs_on, info in interpreters:
+        if (runs_on.arch, runs_on.libc == "musl") != (ctx.platform.arch, ctx.platform.libc == "musl"):
+            raise ctx.error(f"{info.toolchain.identity.get('built-by')} is CPython {conv.version} for {runs_on}; "
+                            f"this matrix builds for {ctx.platform}",
+                            hint="name interpreters built for this target's platform (cpython targets with the "
+                                 "same CPU and C library)")
     tags = [conv.tag for _, conv, _, _ in interpreters]
     if len(set(tags)) != len(tags):
         raise ctx.error(f"pythons names one CPython version twice ({', '.join(tags)})")
@@ -52,12 +59,18 @@ def _wheel_matrix(ctx: RuleContext) -> list[Provider]:
     vscript = exports_map(ctx) if conv_ext.exports == Exports.VERSION_SCRIPT else None
     cells = []
     shared = None  # the abi3 build every interpreter tests
-    for python, conv, runs_on, _target in interpreters:
+    for python, conv, runs_on, info in interpreters:
         name = conv.tag
         if a.limited_api and shared is None or not a.limited_api:
-            sites = [w.unpacked for w in pick(ctx, a.build_requires, conv, runs_on, "build requirement")]
+            # the backend runs on this machine: the interpreter itself, or for another CPU's the same
+            # release built for this machine, configured for the target (its build requirements are
+            # this machine's wheels)
+            builder = info.build_python or python
+            build_on = ctx.host if info.build_python is not None else runs_on
+            sites = [w.unpacked for w in pick(ctx, a.build_requires, conv, build_on, "build requirement")]
             build_cell = f"abi3-{name}" if a.limited_api else name
-            dist, facts, _ = declare_wheel(ctx, python=python, sites=sites, cell=build_cell, vscript=vscript)
+            dist, facts, _ = declare_wheel(ctx, python=builder, sites=sites, cell=build_cell, vscript=vscript,
+                                           target=info if info.build_python is not None else None)
             build_ids = tuple(x.id for x in ctx.declared_actions if x.mnemonic.endswith(f"[{build_cell}]"))
             if a.limited_api:
                 shared = (dist, facts, build_ids)
@@ -67,7 +80,13 @@ def _wheel_matrix(ctx: RuleContext) -> list[Provider]:
         test_id = ""
         if a.tests is not None:
             deps = [w.wheel for w in pick(ctx, a.test_deps, conv, runs_on, "test requirement")]
-            report = declare_test(ctx, python=python, dist=dist, deps=deps, cell=name, env=a.test_env)
+            if info.build_python is not None and info.emulator is None:
+                raise ctx.error(f"the tests of the {ctx.platform} cells run under an emulator, and none runs "
+                                f"{ctx.platform} programs on {ctx.host}",
+                                hint="install qemu-user and the platform's cross C library (scripts/setup.sh does), "
+                                     "or leave tests unset")
+            report = declare_test(ctx, python=python, dist=dist, deps=deps, cell=name, env=a.test_env,
+                                  emulator=info.emulator)
             test_id = ctx.declared_actions[-1].id
         cells.append(MatrixCell(name, conv.version, str(ctx.platform), dist, facts, report, build_ids, test_id))
     files = tuple(x for c in cells for x in (c.dist, c.report) if x is not None)

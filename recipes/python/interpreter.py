@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from hermetic.conventions import PythonConventions
+from hermetic.conventions import CcConventions, PythonConventions
+from hermetic.errors import ToolchainError
 from hermetic.model import Provider, Toolchain
 from hermetic.providers import CcInfo, PyInterpreterInfo, SourceInfo
 from hermetic.rules import DefaultInfo, RuleContext, RuleRegistry, attr
@@ -44,6 +45,28 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
     options = ["--disable-shared", "--without-ensurepip", "--disable-test-modules", "--with-openssl-rpath=no",
                *a.configure_options]
     stage = f"$WORK/stage{PREFIX}"
+    toolchains = [cc, make]
+    cross: list[str] = []  # the configure lines of a cross build
+    run_py = f"./bin/python{mm}"  # what compiles the stdlib's .pyc and checks the modules
+    if ctx.platform.arch != ctx.host.arch:
+        # a cross build (CPython's own way): configure --host, and a build-machine interpreter of the
+        # same version (a cpython target for this machine) runs what the build runs and compiles the
+        # .pyc files; configure cannot probe the target's /dev, so config.site answers for Linux
+        if a.build_python is None:
+            raise ctx.error(f"CPython for {ctx.platform} is built on {ctx.host} by a CPython {mm} that runs here",
+                            hint='set build_python = "//recipes/python:cpython-' + mm + '" (same version, '
+                                 "built for this machine)")
+        bp = a.build_python[PyInterpreterInfo]
+        if bp.version != a.version:
+            raise ctx.error(f"build_python is CPython {bp.version}; a cross build needs the same release "
+                            f"({a.version})")
+        toolchains.append(bp.toolchain)
+        run_py = f'"$HERMETIC_TOOLCHAIN_PYTHON/bin/python{mm}"'
+        gnu_host = cc.conventions(CcConventions).gnu_host
+        cross = ['printf "ac_cv_file__dev_ptmx=yes\\nac_cv_file__dev_ptc=no\\n" >"$WORK/config.site"',
+                 'export CONFIG_SITE="$WORK/config.site"']
+        options += [f"--host={gnu_host}", f"--build={ctx.host.arch}-linux-gnu"]
+    mods = " ".join(q(x) for x in a.require_modules)
     setup_py: list[str] = []
     if int(m.group(2)) < 12:
         # CPython before 3.12 builds its extension modules with setup.py, which adds the build
@@ -67,7 +90,9 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
         # configure by a relative path: the source directory it records (getpath.c's VPATH, compiled
         # into the interpreter) is then ../src, whatever the build root
         'mkdir "$WORK/build" && cd "$WORK/build"',
-        f'../src/configure --prefix={PREFIX} {" ".join(q(o) for o in options)} >configure.log 2>&1 '
+        *cross,
+        f'../src/configure --prefix={PREFIX} {" ".join(q(o) for o in options)}'
+        f'{" --with-build-python=" + run_py if cross else ""} >configure.log 2>&1 '
         "|| { tail -n 40 configure.log; tail -n 80 config.log; exit 1; }",
         # the build date sys.version shows: the release's, as the zig toolchain refuses __DATE__/__TIME__
         'day=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" "+%b %e %Y"); '
@@ -81,19 +106,31 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
         'grep -rlI -e "$WORK" -e "$IN" . | sort >"$WORK/rewritten" || true',
         'while read -r f; do sed -i -e "s|$WORK|/hermetic/build|g" -e "s|$IN|/hermetic/src|g" "$f"; done '
         '<"$WORK/rewritten"',
-        f'grep "\\.py$" "$WORK/rewritten" | xargs -r ./bin/python{mm} -I -m compileall -q -f '
+        f'grep "\\.py$" "$WORK/rewritten" | xargs -r {run_py} -I -m compileall -q -f '
         '--invalidation-mode checked-hash -o 0 -o 1 -o 2',
         # the modules a hermetic interpreter must have: a missing library is a failed build, not a
-        # quietly smaller stdlib
-        f'./bin/python{mm} -I -c "import sys; mods = sys.argv[1:]; [__import__(m) for m in mods]" '
-        f'{" ".join(q(x) for x in a.require_modules)} || {{ echo "the interpreter lacks a required module"; '
+        # quietly smaller stdlib (a cross build's interpreter cannot run here: each module must be a
+        # built extension or compiled in)
+        (f'./bin/python{mm} -I -c "import sys; mods = sys.argv[1:]; [__import__(m) for m in mods]" {mods}'
+         if not cross else
+         f'missing=; for m in {mods}; do ls lib/python{mm}/lib-dynload/"$m".cpython-*.so >/dev/null 2>&1 || '
+         'grep -q "PyInit_$m}" "$WORK/build/Modules/config.c" || missing="$missing $m"; done; [ -z "$missing" ]')
+        + ' || { echo "the interpreter lacks a required module"; '
         'grep -A30 "modules were not built\\|Failed to build" "$WORK/build/make.log" | head -40; '
         'grep -B4 -A4 " error:\\|undefined reference\\|undefined symbol" "$WORK/build/make.log" | head -80; exit 1; }',
         'cp -a . "$OUT/python/"',
     ])
     env = {**make_env(cc, make, source), **a.env}
     ctx.actions.run(["/bin/sh", "-c", script], inputs=[src, *dep_inputs], outputs=[tree],
-                    mnemonic="CPythonBuild", env=env, toolchains=[cc, make], cpus=64)
+                    mnemonic="CPythonBuild", env=env, toolchains=toolchains, cpus=64)
+    emulator = None
+    emulate = ""
+    if cross:  # it runs here under qemu-user, where the host has it (tests of the platform's wheels)
+        try:
+            emulator = ctx.toolchain("emulator")
+            emulate = emulator.tool("qemu") + " "
+        except ToolchainError:
+            emulator = None
     abi = "musl" if ctx.platform.libc == "musl" else "gnu"
     soabi = f"cpython-3{m.group(2)}-{ctx.platform.arch}-linux-{abi}"
     toolchain = Toolchain(
@@ -105,8 +142,10 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
                                ext_suffix=f".{soabi}.so"),
         hermetic=True, tree=tree,
         wrappers={"python": f'#!/bin/sh\n# hermetic: CPython {a.version} built by {ctx.label}\n'
-                            f'exec "$HERMETIC_TOOLCHAIN_PYTHON/bin/python{mm}" "$@"\n'})
-    return [PyInterpreterInfo(toolchain, a.version, ctx.platform), DefaultInfo((tree,))]
+                            f'exec {emulate}"$HERMETIC_TOOLCHAIN_PYTHON/bin/python{mm}" "$@"\n'})
+    return [PyInterpreterInfo(toolchain, a.version, ctx.platform, tree,
+                              build_python=toolchains[2] if cross else None, emulator=emulator),
+            DefaultInfo((tree,))]
 
 
 def register(registry: RuleRegistry) -> None:
@@ -114,6 +153,9 @@ def register(registry: RuleRegistry) -> None:
         "src": attr.label(mandatory=True, providers=[SourceInfo], doc="CPython's pinned source (an archive)"),
         "version": attr.string(mandatory=True, doc='the release, e.g. "3.13.5"'),
         "deps": attr.label_list(providers=[CcInfo], doc="zlib, libffi, openssl: what its stdlib links"),
+        "build_python": attr.label(providers=[PyInterpreterInfo],
+                                   doc="for another CPU: the same release built for this machine (a cpython "
+                                       "target), which runs the build's own scripts"),
         "configure_options": attr.string_list(doc="extra ./configure options"),
         "require_modules": attr.string_list(default=["zlib", "_ctypes", "_ssl", "_hashlib"],
                                             doc="C modules the interpreter must have (the build fails without)"),

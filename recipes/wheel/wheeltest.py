@@ -22,19 +22,38 @@ def main():
     args = p.parse_args()
     work = os.environ["WORK"]
     venv = os.path.join(work, "venv")
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    py = os.path.join(venv, "bin", "python")
+    emulator = os.environ.get("HERMETIC_EMULATOR", "")
+    if not emulator:
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        py = [os.path.join(venv, "bin", "python")]
+        pip = [*py, "-m", "pip"]
+        pip_env = None
+    else:
+        # another CPU's interpreter, under an emulator (qemu-user) that runs one program and not
+        # what it starts (no binfmt_misc): every interpreter this script starts is put under the
+        # emulator by name, the venv has no pip of its own (ensurepip starts one) and pip runs from
+        # the interpreter's own bundled wheel
+        if args.xdist:
+            sys.exit("pytest-xdist starts interpreters the emulator cannot run: use jobs = 1 for this platform")
+        subprocess.run([emulator, sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        py = [emulator, os.path.join(venv, "bin", "python")]
+        import ensurepip
+
+        bundled = os.path.dirname(ensurepip.__file__) + "/_bundled"
+        wheel = next(os.path.join(bundled, n) for n in sorted(os.listdir(bundled)) if n.startswith("pip-"))
+        pip = [*py, os.path.join(wheel, "pip")]
+        pip_env = dict(os.environ, PYTHONPATH=wheel)
     wheels = []
     for w in args.wheel:  # a wheel, or a directory holding wheels (py_wheel's dist)
         wheels += sorted(os.path.join(w, n) for n in os.listdir(w) if n.endswith(".whl")) if os.path.isdir(w) else [w]
     # installed with --no-deps: check first that every requirement is among them, so a missing pin
     # is named here instead of surfacing as an ImportError deep in the suite
-    check = subprocess.run([py, "-c", REQUIRES_CHECK, *wheels], capture_output=True, text=True)
+    check = subprocess.run([*py, "-c", REQUIRES_CHECK, *wheels], capture_output=True, text=True, env=pip_env)
     if check.returncode != 0:
         sys.stdout.write(check.stdout + check.stderr)
         sys.exit(check.returncode)
-    subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir",
-                    "--disable-pip-version-check", "-q", *wheels], check=True)
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--no-cache-dir",
+                    "--disable-pip-version-check", "-q", *wheels], check=True, env=pip_env)
     if args.tests_dir:  # a package's own pytest suite (a directory of its source)
         run_pytest(py, args, work)
     else:
@@ -80,7 +99,7 @@ def run_unittest(py, args, work):
     os.mkdir(tests)
     for t in args.test:
         shutil.copyfile(t, os.path.join(tests, os.path.basename(t)))
-    proc = subprocess.run([py, "-m", "unittest", "discover", "-v", "-s", tests, "-t", tests],
+    proc = subprocess.run([*py, "-m", "unittest", "discover", "-v", "-s", tests, "-t", tests],
                           cwd=tests, capture_output=True, text=True)
     text = proc.stdout + proc.stderr
     sys.stdout.write(text)
@@ -126,7 +145,7 @@ def run_pytest(py, args, work):
     os.mkdir(plugins)
     shutil.copyfile(args.pytest_plugin, os.path.join(plugins, "pytest_report.py"))
     report_json = os.path.join(work, "report.json")
-    argv = [py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "pytest_report", "--color=no"]
+    argv = [*py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "pytest_report", "--color=no"]
     jobs = int(os.environ.get("HERMETIC_JOBS", "1"))
     if args.xdist:
         argv += ["-n", str(max(1, jobs))]
