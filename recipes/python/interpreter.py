@@ -51,7 +51,8 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
     if ctx.platform.arch != ctx.host.arch:
         # a cross build (CPython's own way): configure --host, and a build-machine interpreter of the
         # same version (a cpython target for this machine) runs what the build runs and compiles the
-        # .pyc files; configure cannot probe the target's /dev, so config.site answers for Linux
+        # .pyc files; configure cannot run the target's programs or probe its /dev, so config.site
+        # answers for Linux (ptys, a working getaddrinfo)
         if a.build_python is None:
             raise ctx.error(f"CPython for {ctx.platform} is built on {ctx.host} by a CPython {mm} that runs here",
                             hint='set build_python = "//recipes/python:cpython-' + mm + '" (same version, '
@@ -63,7 +64,8 @@ def _cpython(ctx: RuleContext) -> list[Provider]:
         toolchains.append(bp.toolchain)
         run_py = f'"$HERMETIC_TOOLCHAIN_PYTHON/bin/python{mm}"'
         gnu_host = cc.conventions(CcConventions).gnu_host
-        cross = ['printf "ac_cv_file__dev_ptmx=yes\\nac_cv_file__dev_ptc=no\\n" >"$WORK/config.site"',
+        cross = ['printf "ac_cv_file__dev_ptmx=yes\\nac_cv_file__dev_ptc=no\\nac_cv_buggy_getaddrinfo=no\\n" '
+                 '>"$WORK/config.site"',
                  'export CONFIG_SITE="$WORK/config.site"']
         options += [f"--host={gnu_host}", f"--build={ctx.host.arch}-linux-gnu"]
     mods = " ".join(q(x) for x in a.require_modules)
