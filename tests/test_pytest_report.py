@@ -90,7 +90,7 @@ def _run(tmp_path: Path, files: dict[str, str], xdist: bool, capsys) -> tuple[st
     os.environ.update(WORK=str(work), HERMETIC_JOBS="2")
     code = 0
     try:
-        wheeltest.run_pytest(sys.executable, args, str(work))
+        wheeltest.run_pytest([sys.executable], args, str(work))
     except SystemExit as exc:
         code = int(exc.code or 0)
     finally:
