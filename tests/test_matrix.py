@@ -76,9 +76,6 @@ def test_one_wheel_per_interpreter_tagged_for_it_and_tested_on_it(matrix):
         assert sum(1 for ln in report if ln.endswith(" PASSED")) == int(tests.split()[0])
         # built by the fixture in a fresh suite; cached when the store already had these cells
         assert cache in ("built", "cached") and (cache == "built") == (float(secs.removesuffix("s")) > 0)
-    modules = {tag: zipfile.ZipFile(next((out / tag / "dist").glob("*.whl"))).read("cmarkgfm/_cmark.abi3.so")
-               for tag in CELLS}
-    assert len(set(modules.values())) == len(CELLS)  # compiled once per interpreter, not copied
 
 
 def test_a_second_build_is_all_cached_and_says_so(matrix):
