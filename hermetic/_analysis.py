@@ -125,8 +125,6 @@ def _check_decl(decl: TargetDecl, registry: RuleRegistry, ws: Workspace,
                     continue
                 found.append((dep, decl.at(name)))
     for name, spec in rule.attrs.items():
-        if spec.type == "label" and spec.default and name not in decl.values:  # a rule's default dep
-            found.append((Label.parse(spec.default, decl.label.package), decl.where))
         if spec.mandatory and name not in decl.values:
             problems.append(BuildFileError(f'target {decl.label}: missing mandatory attribute "{name}"',
                                            where=decl.where, reason="missing-attribute",

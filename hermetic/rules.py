@@ -105,9 +105,8 @@ class _AttrFactory:
         return Attr("int", False, default, doc)
 
     def label(self, *, mandatory: bool = False, providers: Sequence[type] = (), doc: str = "",
-              cfg: str = "target", default: str | None = None) -> Attr:
-        """*default*: an absolute label (``//pkg:name``) used when the target sets none."""
-        return Attr("label", mandatory, default, doc, providers, cfg)
+              cfg: str = "target") -> Attr:
+        return Attr("label", mandatory, None, doc, providers, cfg)
 
     def label_list(self, *, mandatory: bool = False, providers: Sequence[type] = (), doc: str = "",
                    cfg: str = "target") -> Attr:

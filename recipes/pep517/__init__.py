@@ -114,6 +114,9 @@ def declare_wheel(ctx: RuleContext, *, python: Toolchain, sites: Sequence[Artifa
         inputs.append(target.tree)
     conv_py = python.conventions(PythonConventions)
     if int(conv_py.tag[3:]) < 11:  # no tomllib: the frontend reads pyproject.toml with the pinned tomli
+        if a.frontend_toml is None:
+            raise ctx.error(f"CPython {conv_py.version} has no tomllib to read pyproject.toml with",
+                            hint='set frontend_toml = "//recipes/python:tomli" (a pinned tomli)')
         tomli = a.frontend_toml[PyWheelInfo].unpacked
         argv += ["--frontend-path", tomli]
         inputs.append(tomli)
@@ -232,8 +235,9 @@ def hermetic_register_rules(registry: RuleRegistry) -> None:
 
     matrix.register(registry)
     registry.rule("pep517_wheel", attrs={
-        "frontend_toml": attr.label(providers=[PyWheelInfo], cfg="exec", default="//recipes/python:tomli",
-                                    doc="tomli, for reading pyproject.toml on a CPython before 3.11"),
+        "frontend_toml": attr.label(providers=[PyWheelInfo], cfg="exec",
+                                    doc="a pinned tomli (e.g. //recipes/python:tomli): how pyproject.toml is "
+                                        "read on a CPython before 3.11"),
         "python": attr.label(providers=[PyInterpreterInfo], doc="a hermetic interpreter (a cpython target) "
                                                                "the backend runs on; default: the host's"),
         "sdist": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target: the pinned sdist"),

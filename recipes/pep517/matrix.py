@@ -99,8 +99,9 @@ def register(registry: RuleRegistry) -> None:
         "sdist": attr.label(mandatory=True, providers=[SourceInfo], doc="an archive target: the pinned sdist"),
         "pythons": attr.label_list(mandatory=True, providers=[PyInterpreterInfo],
                                    doc="hermetic interpreters (cpython targets): one cell each"),
-        "frontend_toml": attr.label(providers=[PyWheelInfo], cfg="exec", default="//recipes/python:tomli",
-                                    doc="tomli, for reading pyproject.toml on a CPython before 3.11"),
+        "frontend_toml": attr.label(providers=[PyWheelInfo], cfg="exec",
+                                    doc="a pinned tomli (e.g. //recipes/python:tomli): how pyproject.toml is "
+                                        "read on a CPython before 3.11"),
         "limited_api": attr.string(doc='the package builds for the stable ABI from this version ("3.10"): '
                                        "one build on the oldest interpreter, tested on every one"),
         "build_requires": attr.label_list(providers=[PyWheelInfo], cfg="exec",
