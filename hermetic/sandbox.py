@@ -209,12 +209,13 @@ _running_lock = threading.Lock()
 
 
 def run_process(argv: list[str], *, log: Path | None, timeout: float | None, cwd: Path | None = None,
-                env: Mapping[str, str] | None = None, umask: int = UMASK) -> Completed:
+                env: Mapping[str, str] | None = None, umask: int = UMASK,
+                pass_fds: tuple[int, ...] = ()) -> Completed:
     """Run one action's process, its output to *log*; :func:`terminate_all`
     can stop it from another thread (an interrupted build)."""
     with open(log or os.devnull, "wb") as out:
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
+            proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None, pass_fds=pass_fds,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, umask=umask)
         except OSError as exc:
             out.write(f"cannot start {argv[0]}: {exc}\n".encode())

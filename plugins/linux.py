@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform as pyplatform
+import select
 import shutil
 import subprocess
 import sys
@@ -312,9 +314,52 @@ class BwrapSandbox:
     def run(self, request: SandboxRequest) -> Completed:
         # Same process group as hermetic: Ctrl-C reaches bwrap, and
         # --die-with-parent plus the pid namespace take the whole action down.
+        # bwrap returns the command's exit status as soon as the command
+        # exits; the namespace's init dies after it (its parent-death
+        # signal), killing what is left. Waiting for that init makes "every
+        # process dies with the action" hold when run() returns, before the
+        # outputs are hashed.
         v = request.variation
-        return run_process(self.command(request), log=request.log, timeout=request.timeout,
-                           env={"PATH": "/usr/bin:/bin"}, umask=v.umask if v else UMASK)
+        argv = self.command(request)
+        read_end, write_end = os.pipe()
+        try:
+            done = run_process([argv[0], "--info-fd", str(write_end), *argv[1:]], log=request.log,
+                               timeout=request.timeout, env={"PATH": "/usr/bin:/bin"}, umask=v.umask if v else UMASK,
+                               pass_fds=(write_end,))
+        finally:
+            os.close(write_end)
+        try:
+            os.set_blocking(read_end, False)
+            try:
+                info = os.read(read_end, 4096)
+            except BlockingIOError:
+                info = b""
+        finally:
+            os.close(read_end)
+        _wait_for_namespace(info)
+        return done
+
+
+def _wait_for_namespace(info: bytes, limit: float = 10.0) -> None:
+    """Wait (at most *limit* seconds) until the pid namespace's init that
+    bwrap's ``--info-fd`` named has exited: the kernel has then killed and
+    reaped every other process of the namespace."""
+    try:
+        pid = int(json.loads(info or b"{}").get("child-pid", 0))
+    except (ValueError, AttributeError):
+        return
+    if pid <= 0:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # already gone (or no pidfd on this kernel: nothing to wait with)
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(int(limit * 1000))
+    finally:
+        os.close(fd)
 
 
 @hookimpl
