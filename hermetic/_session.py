@@ -280,9 +280,10 @@ class Session:
         return {a.params["name"]: a.params["sha256"] for a in order if a.kind == "fetch"}
 
     def verify(self, labels: Sequence[Label], *, against_cache: bool = False, disabled: Sequence[str] = (),
-               diff_tool: str = "auto") -> Any:
+               diff_tool: str = "auto", no_deps: bool = False) -> Any:
         """Build *labels* (cache allowed), then rebuild every action of the
-        closure without the cache and compare; see :mod:`hermetic._verify`."""
+        closure without the cache and compare; see :mod:`hermetic._verify`.
+        *no_deps*: rebuild only the actions *labels* declare themselves."""
         from hermetic._verify import Verifier, VerifyReport, conditions, variation_for
 
         analysis, graph = self.analyze(labels)
@@ -319,8 +320,14 @@ class Session:
                                artifacts=ref.artifacts)
             verifier = Verifier(reference=ref, rebuild=rebuild, store=store, ran=ran, report=self.report,
                                 diff_tool=diff_tool)
-            self.report(VerifyBegun(len(order), applied, skipped, against_cache))
-            verdicts = verifier.run(order, against_cache=against_cache)
+            own = set(labels)
+            checked = [a for a in order if a.owner in own] if no_deps else order
+            if not checked:
+                raise HermeticError(f"verify --no-deps: {', '.join(map(str, labels))} declare no actions of "
+                                    "their own (an alias or a group?)", reason="usage",
+                                    hint="name the targets whose actions should be rebuilt")
+            self.report(VerifyBegun(len(checked), applied, skipped, against_cache))
+            verdicts = verifier.run(checked, against_cache=against_cache)
             report = VerifyReport("against-cache" if against_cache else "vary", [str(t) for t in labels],
                                   applied, skipped, verdicts)
             first = next((v for v in verdicts if v.status == "differs"), None)

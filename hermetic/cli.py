@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--no-vary", action="append", default=[], metavar="NAME",
                    choices=["root", "uid", "gid", "umask", "timezone", "locale", "hostname", "clock_offset",
                             "jobs", "shuffle_dirs"], help="keep this condition as in a normal build (repeatable)")
+    v.add_argument("--no-deps", action="store_true",
+                   help="rebuild only the actions of the named targets; what they depend on is built (or taken "
+                        "from the cache) as usual and not rebuilt, as nix-build --check does")
     v.add_argument("--diff-tool", choices=["auto", "diffoscope", "builtin"], default="auto",
                    help="how to show a difference (auto: diffoscope when installed)")
     v.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -623,7 +626,7 @@ def _verify(args: argparse.Namespace) -> ExitCode:
         s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=shown,
                      remote=_remote_cli(args))
         report = s.verify(s.parse_labels(args.targets), against_cache=args.against_cache,
-                          disabled=args.no_vary, diff_tool=args.diff_tool)
+                          disabled=args.no_vary, diff_tool=args.diff_tool, no_deps=args.no_deps)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     counts = report.to_json()["counts"]

@@ -75,6 +75,26 @@ def test_a_deterministic_graph_verifies(tmp_path):
     assert report["first_difference"] is None
 
 
+def test_no_deps_rebuilds_only_the_named_targets_actions(tmp_path):
+    """nix-build --check's scope: the named target's own actions are rebuilt;
+    what it depends on is built (here: executed) but not rebuilt; a leaky
+    dependency is therefore not caught, and a leaky named target is."""
+    ws = _workspace(tmp_path, '\n["//:on-clock"]\nrule = "genrule"\nsrcs = [":clock"]\nouts = ["o.txt"]\n'
+                              'cmd = "cp $SRCS $OUT/o.txt"\n'
+                              '\n["//:clock"]\nrule = "genrule"\nouts = ["out.txt"]\ncmd = "date +%Y > $OUT/out.txt"\n')
+    code, report, err = _verify(ws, "//:sorted", "--no-deps")
+    assert code == 0, err
+    assert [(a["action"], a["status"]) for a in report["actions"]] == [("//:sorted#Genrule", "reproducible")]
+    assert "//:upper" in err  # built for the reference build all the same
+    code, report, _ = _verify(ws, "//:on-clock", "--no-deps")
+    assert code == 0 and [a["action"] for a in report["actions"]] == ["//:on-clock#Genrule"]
+    code, report, _ = _verify(ws, "//:on-clock", "//:clock", "--no-deps")
+    assert code == 5 and report["first_difference"]["action"].startswith("//:clock")
+    proc = hermetic_cli("--cache-dir", str(ws.parent / "cache"), "verify", "--no-deps", "//:on-clock",
+                        "//:upper", cwd=ws, check=False)
+    assert proc.returncode == 0 and "2 actions" in proc.stdout
+
+
 def test_each_varied_condition_reaches_the_action(tmp_path):
     extra = "".join(f'\n["//:{name}"]\nrule = "genrule"\nsrcs = {json.dumps(sorted(MANY))}\nouts = ["out.txt"]\n'
                     f"cmd = {json.dumps(cmd)}\n" for name, cmd in LEAKS.items())
