@@ -69,7 +69,31 @@ _NEEDS = {
 _ALWAYS = {"linux", "macos", "windows", "network"}  # skipped even under CI
 
 
+# Tests that need one of the expensive session fixtures run on one xdist
+# worker, one after another (pyproject.toml: --dist loadgroup): split over
+# two, the second worker would wait on the fixture's lock, idle, for as long
+# as the first takes to build it (CI lost ten minutes that way to byop).
+GROUPS = {"test_platforms.py": "all-wheels", "test_remote_exec.py": "all-wheels", "test_byop.py": "byop",
+          "test_interpreter.py": "cpython", "test_matrix.py": "cpython", "test_thirdparty.py": "pynacl"}
+# The order the groups are handed out in (--no-loadscope-reorder keeps it):
+# the longest first, the unit tests while the first worker builds the warm
+# store, single integration tests last, to even out the end.
+RANK = {"all-wheels": 0, None: 1, "cpython": 2, "byop": 3, "pynacl": 4, "integration": 5}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into group names
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        group = GROUPS.get(item.path.name)
+        if group is None and "integration" in item.keywords:
+            group = "integration"
+        return RANK[group]
+
+    for item in items:
+        group = GROUPS.get(item.path.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=rank)  # stable: pytest's order within each rank
     ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
     lacking = {mark: why for mark, (why, lacks) in _NEEDS.items() if (mark in _ALWAYS or not ci) and lacks()}
     for item in items:
