@@ -165,6 +165,18 @@ class Analysis:
     top: dict[Label, tuple[Artifact, ...]]
 
 
+def _package_path(path: Path) -> str:
+    """*path* relative to the directory holding its top-level Python package
+    (``recipes/wheel/wheeltest.py``); a file outside any package is named by
+    its directory and name."""
+    top = path.parent
+    while (top / "__init__.py").is_file() and (top.parent / "__init__.py").is_file():
+        top = top.parent
+    if not (top / "__init__.py").is_file():
+        return f"{path.parent.name}/{path.name}"
+    return str(path.relative_to(top.parent))
+
+
 class Analyzer:
     def __init__(self, ws: Workspace, registry: RuleRegistry,
                  toolchain: Callable[[str, Platform], Toolchain | None], host: Platform) -> None:
@@ -212,12 +224,20 @@ class Analyzer:
                 self._by_id[a.id] = a
         return tree
 
-    def source(self, path: Path) -> Artifact:
+    def source(self, path: Path, tool: bool = False) -> Artifact:
+        """The input artifact of a file: ``src/<path in the workspace>``; a
+        file a rule plugin ships (*tool*) is ``tool/<path in its Python
+        package>``, wherever the plugin is installed (a checkout inside the
+        workspace, a wheel in site-packages), so the keys of the actions that
+        read it are the same for every teammate."""
         path = path.resolve()
-        try:
-            rel = "src/" + str(path.relative_to(self.ws.root.resolve()))
-        except ValueError:
-            rel = f"tool/{path.parent.name}/{path.name}"
+        if tool:
+            rel = "tool/" + _package_path(path)
+        else:
+            try:
+                rel = "src/" + str(path.relative_to(self.ws.root.resolve()))
+            except ValueError:
+                rel = f"tool/{path.parent.name}/{path.name}"
         prev = self.sources.get(rel)
         if prev is not None and prev != path:
             raise AnalysisError(f"two different files both map to {rel}: {prev} and {path}")

@@ -310,7 +310,7 @@ class RuleContext:
         attrs_: Mapping[str, Any],
         platform: Platform,
         resolve_toolchain: ToolchainResolver,
-        source_files: Callable[[Path], Artifact],
+        source_files: Callable[..., Artifact],
         where: Location | None = None,
         host: Platform | None = None,
     ) -> None:
@@ -392,8 +392,10 @@ class RuleContext:
 
     def tool_file(self, path: str | Path) -> Artifact:
         """A file shipped with a rule plugin (a helper script, a pinned key):
-        an input like any source, keyed by its content."""
-        return self._source_file(Path(path))
+        an input like any source, keyed by its content and its path inside
+        the plugin's package (``tool/recipes/wheel/wheeltest.py``), not by
+        where the plugin is installed."""
+        return self._source_file(Path(path), tool=True)
 
     def error(self, message: str, hint: str | None = None) -> AnalysisError:
         return AnalysisError(f"target {self.label}: {message}", hint=hint, where=self.where)

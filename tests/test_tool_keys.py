@@ -1,0 +1,78 @@
+"""A rule's helper scripts ("tool files") are keyed by their content and
+their path inside the plugin's Python package, not by where hermetic is
+installed: a teammate running a checkout (the recipes inside the workspace)
+and one with hermetic installed from a wheel (the recipes in site-packages)
+get the same action keys, so each finds the other's results in a shared
+store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, build_counts, copy_workspace, hermetic_cli
+from hermetic._analysis import _package_path
+
+FLAGSHIP = "//wheel:linux-x86_64"
+
+
+def test_a_tool_file_is_named_by_its_path_in_its_package(tmp_path):
+    for root in (tmp_path / "checkout", tmp_path / "site-packages"):
+        (root / "recipes" / "wheel").mkdir(parents=True)
+        (root / "recipes" / "__init__.py").write_text("")
+        (root / "recipes" / "wheel" / "__init__.py").write_text("")
+        (root / "recipes" / "wheel" / "mkwheel.py").write_text("")
+        assert _package_path(root / "recipes" / "wheel" / "mkwheel.py") == "recipes/wheel/mkwheel.py"
+    (tmp_path / "loose").mkdir()
+    assert _package_path(tmp_path / "loose" / "x.py") == "loose/x.py"  # not in a package: its directory
+
+
+def _tool_inputs(ws: Path, store: Path, env: dict[str, str] | None = None) -> set[str]:
+    import json
+
+    acts = json.loads(hermetic_cli("--cache-dir", str(store), "aquery", FLAGSHIP, "--output", "json", cwd=ws,
+                                   env=env).stdout)
+    return {i["path"] for a in acts for i in a["inputs"] if i["path"].startswith("tool/")}
+
+
+@pytest.mark.integration
+@pytest.mark.linux
+@pytest.mark.network
+@pytest.mark.bwrap
+def test_a_checkout_and_an_installed_wheel_share_every_action(tmp_path, warm_store):
+    """The warm store was built by this suite's hermetic (an editable install:
+    the recipes in this repository, outside the workspace copy). A checkout
+    whose recipes are inside the workspace, and hermetic installed from its
+    own wheel into a new virtual environment, find every action cached."""
+    ws = copy_workspace(tmp_path / "ws")
+    # the checkout: hermetic, its recipes and plugins imported from the workspace itself
+    checkout = {**os.environ, "PYTHONPATH": str(ws)}
+    probe = subprocess.run([sys.executable, "-c", "import recipes.wheel; print(recipes.wheel.__file__)"],
+                           env=checkout, capture_output=True, text=True, check=True).stdout
+    assert probe.startswith(str(ws)), probe
+    tools = _tool_inputs(ws, warm_store, checkout)
+    assert "tool/recipes/wheel/mkwheel.py" in tools and not any(t.startswith("src/") for t in tools), tools
+    proc = hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, cwd=ws, env=checkout)
+    assert build_counts(proc.stderr)[1] == 0, proc.stderr
+
+    # installed: a wheel of hermetic in a new virtual environment (its dependencies from the index)
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                    str(REPO)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = dist.glob("hermetic-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          str(wheel)], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    installed = subprocess.run([venv / "bin" / "python", "-c", "import recipes.wheel; print(recipes.wheel.__file__)"],
+                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert "site-packages" in installed, installed
+    run = subprocess.run([venv / "bin" / "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert build_counts(run.stderr)[1] == 0, run.stderr
