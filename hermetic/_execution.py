@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from hermetic import _profile
 from hermetic._artifacts import Artifacts
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
@@ -125,16 +126,19 @@ class Executor:
 
     # -- one action -----------------------------------------------------------
 
-    def _execute_one(self, action: Action) -> bool:
+    def _execute(self, action: Action) -> bool:
         """Bring *action*'s outputs into the store; True if it ran."""
-        key = self.key_of(action)
+        with _profile.phase("key"):
+            key = self.key_of(action)
         with self._lock:
             self.keys[action.id] = key
         if self.use_cache:
-            hit = self.store.get_action(key)
-            cached = ActionResult.from_json(hit) if hit is not None else None
-            # outputs the user asked for are re-hashed first: a damaged blob means a rebuild
-            if cached is not None and self.artifacts.intact(self.goals, cached.outputs):
+            with _profile.phase("cache lookup"):
+                hit = self.store.get_action(key)
+                cached = ActionResult.from_json(hit) if hit is not None else None
+                # outputs the user asked for are re-hashed first: a damaged blob means a rebuild
+                usable = cached is not None and self.artifacts.intact(self.goals, cached.outputs)
+            if cached is not None and usable:
                 self.artifacts.record(cached.outputs, key)
                 if self.remote is not None:
                     self.remote.share_local_hit(key, self.materials[action.id], hit, action.describe())
@@ -171,7 +175,8 @@ class Executor:
         done = (self.runners.run_local if local else self.runners.run)(action, self.artifacts)
         result = ActionResult(done.outputs, done.log, action.mnemonic, str(action.owner)).to_json()
         if self.remote is not None:  # the team cache learns the result under hermetic's key
-            self.remote.upload(key, self.materials[action.id], result, action.describe())
+            with _profile.phase("upload"):
+                self.remote.upload(key, self.materials[action.id], result, action.describe())
         if done.where == "local":
             self.store.put_action(key, result)
             self.artifacts.record(done.outputs, key)
@@ -192,9 +197,10 @@ class Executor:
 
     def _remote_hit(self, action: Action, key: str) -> bool:
         """Use the remote's result for *action* if it is trusted and well formed."""
-        result = self.remote.lookup(key, len(self.materials[action.id]), action.describe())
-        if result is None or not self.artifacts.adopt_remote(action, key, result, self.goals):
-            return False
+        with _profile.phase("remote lookup"):
+            result = self.remote.lookup(key, len(self.materials[action.id]), action.describe())
+            if result is None or not self.artifacts.adopt_remote(action, key, result, self.goals):
+                return False
         with self._lock:
             self.remote_ids.add(action.id)
         return True
@@ -224,8 +230,9 @@ class Executor:
                                        self.out_bytes.get(a.id, 0), not f.ran and a.id in self.remote_ids,
                                        self.where.get(a.id, "local")))
 
+        _profile.note_deps(order, deps)
         try:
-            run = self.scheduler.run(order, deps, self._execute_one, finished)
+            run = self.scheduler.run(order, deps, lambda a: _profile.traced(a, self._execute, self.where), finished)
         finally:
             if self.history is not None:
                 self.history.save()

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from hermetic import _profile
 from hermetic._artifacts import Artifacts, rmtree
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
@@ -113,30 +114,36 @@ class SandboxRunner:
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         staging = self.store.staging_dir("action.")
         try:
-            dirs = (staging / "in", staging / "out", staging / "work")
-            for d in dirs:
-                d.mkdir()
-            # the directories a declared file output lives in exist (as in Bazel);
-            # tree outputs are the command's to create
-            prefix = action.output_dir + "/"
-            for out in action.outputs:
-                rel = out.path[len(prefix):]
-                if not out.is_tree and "/" in rel:
-                    (dirs[1] / rel).parent.mkdir(parents=True, exist_ok=True)
-            link = self.sandbox.name != "none"
-            for art in action.inputs:
-                artifacts.stage(art, dirs[0] / art.path, link=link)
-            for tc in action.toolchains:
-                for name, script in tc.wrappers.items():
-                    w = dirs[0] / tc.bin_dir / tc.wrapper_name(name)
-                    w.parent.mkdir(parents=True, exist_ok=True)
-                    w.write_text(script)
-                    w.chmod(0o555)
+            with _profile.phase("stage inputs"):
+                dirs = self._stage(action, artifacts, staging)
             shuffle = bool(self.variation and self.variation.shuffle_dirs)
             with shuffled_view(dirs[0], enabled=shuffle) as view:
                 return self._run_in(action, artifacts, staging, (view, dirs[1], dirs[2]))
         finally:
-            rmtree(staging)
+            with _profile.phase("clean up"):
+                rmtree(staging)
+
+    def _stage(self, action: Action, artifacts: Artifacts, staging: Path) -> tuple[Path, Path, Path]:
+        dirs = (staging / "in", staging / "out", staging / "work")
+        for d in dirs:
+            d.mkdir()
+        # the directories a declared file output lives in exist (as in Bazel);
+        # tree outputs are the command's to create
+        prefix = action.output_dir + "/"
+        for out in action.outputs:
+            rel = out.path[len(prefix):]
+            if not out.is_tree and "/" in rel:
+                (dirs[1] / rel).parent.mkdir(parents=True, exist_ok=True)
+        link = self.sandbox.name != "none"
+        for art in action.inputs:
+            artifacts.stage(art, dirs[0] / art.path, link=link)
+        for tc in action.toolchains:
+            for name, script in tc.wrappers.items():
+                w = dirs[0] / tc.bin_dir / tc.wrapper_name(name)
+                w.parent.mkdir(parents=True, exist_ok=True)
+                w.write_text(script)
+                w.chmod(0o555)
+        return dirs
 
     def _run_in(self, action: Action, artifacts: Artifacts, staging: Path,
                 dirs: tuple[Path, Path, Path]) -> RunResult:
@@ -161,8 +168,9 @@ class SandboxRunner:
                 env[tc.root_env] = inside
         log = staging / "log"
         t0 = time.monotonic()
-        done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
-                                               tuple(mounts), log, variation=v, binds=tuple(binds)))
+        with _profile.phase("sandbox"):
+            done = self.sandbox.run(SandboxRequest(tuple(argv), env, dirs[0], dirs[1], dirs[2],
+                                                   tuple(mounts), log, variation=v, binds=tuple(binds)))
         secs = time.monotonic() - t0
         if done.exit_code != 0:
             free = _free_bytes(staging)
@@ -176,6 +184,10 @@ class SandboxRunner:
                 "timed out" if done.timed_out else f"exit code {done.exit_code} after {secs:.1f}s",
                 action=action.describe(), command=shell_join(argv), exit_code=done.exit_code,
                 output_tail=tail(log), reason="action-failed", log=f"{kept.hash}:{kept.size}" if kept else "")
+        with _profile.phase("hash outputs"):
+            return self._collect(action, dirs, argv, log)
+
+    def _collect(self, action: Action, dirs: tuple[Path, Path, Path], argv: list[str], log: Path) -> RunResult:
         outputs: dict[str, Entry] = {}
         prefix = action.output_dir + "/"
         for out in action.outputs:
@@ -219,8 +231,15 @@ class Runners:
         """Run *action* from *artifacts*' inputs; its outputs are in the store
         (or, run remotely, on the remote)."""
         if action.kind not in self.remote_kinds:
-            for art in action.needs:
-                artifacts.ensure_local(art.path)
+            with _profile.phase("fetch inputs"):
+                for art in action.needs:
+                    artifacts.ensure_local(art.path)
+        elif _profile.active() is not None:
+            with _profile.phase("remote execution"):
+                return self.by_kind[action.kind].run(action, artifacts)
+        if action.kind in ("fetch", "extract", "write") and _profile.active() is not None:
+            with _profile.phase(action.kind):
+                return self.by_kind[action.kind].run(action, artifacts)
         return self.by_kind[action.kind].run(action, artifacts)
 
     def run_local(self, action: Action, artifacts: Artifacts) -> RunResult:

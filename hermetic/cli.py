@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hermetic import __version__
+from hermetic import __version__, _profile
 from hermetic.errors import BuildFailed, Exit, HermeticError
 
 
@@ -100,8 +100,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="the platform to build for (default: the host's); a target's own platform attribute "
                         "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
                         "macos-x86_64, windows-x86_64")
+    b.add_argument("--profile", type=Path, metavar="FILE",
+                   help="write where the time went as a Chrome trace-event file (Perfetto, chrome://tracing; "
+                        "read it with hermetic profile FILE)")
     _display_options(b)
     _remote_options(b, executor=True)
+
+    pf = sub.add_parser("profile", parents=[common], help="read a build's --profile: time by phase, critical path",
+                        description="Summarise a trace written by hermetic build --profile: the time by phase "
+                        "(key, cache lookup, input staging, sandbox, output hashing, upload, ...), the "
+                        "critical path and the longest actions; or draw the timeline as SVG.")
+    pf.add_argument("trace", type=Path, metavar="FILE")
+    pf.add_argument("--format", choices=["text", "svg"], default="text")
+    pf.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
+                    help="write to OUT instead of standard output")
 
     v = sub.add_parser("verify", parents=[common],
                        help="rebuild without the cache, under varied conditions, and compare",
@@ -499,6 +511,8 @@ def _worker(args: argparse.Namespace) -> ExitCode:
 def _run(args: argparse.Namespace) -> ExitCode:
     if args.command == "build":
         return _build(args)
+    if args.command == "profile":
+        return _profile_report(args)
     if args.command == "query":
         return _query(args)
     if args.command == "verify":
@@ -591,7 +605,9 @@ def _build(args: argparse.Namespace) -> ExitCode:
     with _reporter(args) as report:
         s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
                      jobs=args.jobs, keep_going=args.keep_going, report=report, remote=_remote_cli(args))
-        result = s.build(s.parse_labels(args.targets))
+        with _profile.recording(args.profile, {"title": "hermetic build " + " ".join(args.targets),
+                                               "targets": list(args.targets), "jobs": s.jobs}):
+            result = s.build(s.parse_labels(args.targets))
     if args.explain:
         _print_critical_path(s, s.parse_labels(args.targets))
     st = result.stats
@@ -618,6 +634,16 @@ def _build(args: argparse.Namespace) -> ExitCode:
             for f in files if 0 < len(files) <= 5 else [p]:
                 shown = os.path.relpath(f, cwd) if f.is_relative_to(cwd) else str(f)
                 print(f"{label}: {shown}")
+    return ExitCode.OK
+
+
+def _profile_report(args: argparse.Namespace) -> ExitCode:
+    prof = _profile.Profile.load(args.trace)
+    text = _profile.svg_report(prof) if args.format == "svg" else _profile.text_report(prof) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
     return ExitCode.OK
 
 

@@ -70,29 +70,45 @@ _ALWAYS = {"linux", "macos", "windows", "network"}  # skipped even under CI
 
 
 # Tests that need one of the expensive session fixtures run on one xdist
-# worker, one after another (pyproject.toml: --dist loadgroup): split over
-# two, the second worker would wait on the fixture's lock, idle, for as long
-# as the first takes to build it (CI lost ten minutes that way to byop).
+# worker, one after another: split over two, the second worker would wait on
+# the fixture's lock, idle, for as long as the first takes to build it (CI
+# lost ten minutes that way to byop's). xdist's own --dist loadgroup cannot
+# do it with pytest 9.2 (it renames the items' nodeid, which pytest 9.2 no
+# longer reads), so the scheduler below groups by file name itself.
 GROUPS = {"test_platforms.py": "all-wheels", "test_remote_exec.py": "all-wheels", "test_byop.py": "byop",
           "test_interpreter.py": "cpython", "test_matrix.py": "cpython", "test_thirdparty.py": "pynacl"}
-# The order the groups are handed out in (--no-loadscope-reorder keeps it):
-# the longest first, the unit tests while the first worker builds the warm
-# store, single integration tests last, to even out the end.
+# The order work is handed out in: the longest group first, the unit tests
+# while the first worker builds the warm store, the other groups, single
+# integration tests last, to even out the end.
 RANK = {"all-wheels": 0, None: 1, "cpython": 2, "byop": 3, "pynacl": 4, "integration": 5}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into group names
+def _group(nodeid: str) -> str | None:
+    return GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's scope scheduling with a scope per fixture group (one
+        test per scope otherwise), handed out in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid) or nodeid
+
+    config.option.loadscopereorder = False
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        group = GROUPS.get(item.path.name)
+        group = _group(item.nodeid)
         if group is None and "integration" in item.keywords:
             group = "integration"
         return RANK[group]
 
-    for item in items:
-        group = GROUPS.get(item.path.name)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=rank)  # stable: pytest's order within each rank
     ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
     lacking = {mark: why for mark, (why, lacks) in _NEEDS.items() if (mark in _ALWAYS or not ci) and lacks()}
