@@ -114,11 +114,12 @@ def note_deps(order: Sequence[Action], deps: Callable[[Action], Sequence[Action]
 
 
 @contextlib.contextmanager
-def recording(path: Path | None, meta: Mapping[str, Any]) -> Iterator[Profiler | None]:
+def recording(path: Path | None, meta: Mapping[str, Any], keep: bool = False) -> Iterator[Profiler | None]:
     """Profile what runs inside; write the trace to *path* at the end, also
-    when the build fails (the file is written whole, then renamed)."""
+    when the build fails (the file is written whole, then renamed). *keep*:
+    profile even without a *path* (the caller reads the yielded Profiler)."""
     global _active
-    if path is None:
+    if path is None and not keep:
         yield None
         return
     prof = Profiler()
@@ -127,10 +128,11 @@ def recording(path: Path | None, meta: Mapping[str, Any]) -> Iterator[Profiler |
         yield prof
     finally:
         _active = None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(prof.trace(meta)))
-        tmp.replace(path)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(prof.trace(meta)))
+            tmp.replace(path)
 
 
 # -- reading a trace ---------------------------------------------------------------------------
@@ -253,7 +255,7 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def svg_report(prof: Profile, width: int = 1200) -> str:
+def svg_report(prof: Profile, width: int = 1200, links: Mapping[str, str] | None = None) -> str:
     """The timeline: one row per slot, each action a bar coloured by outcome,
     its phases as a strip along its bottom; the critical path outlined."""
     left, top, row_h, bar_h = 70, 40, 34, 24
@@ -282,7 +284,9 @@ def svg_report(prof: Profile, width: int = 1200) -> str:
         x, y, w = left + a.start * scale, top + i * row_h, max(0.8, a.seconds * scale)
         colour = COLOURS.get(a.args.get("outcome", ""), "#999")
         stroke = ' stroke="#d62728" stroke-width="2"' if id(a) in critical else ""
-        out.append(f'<g><title>{_esc(a.args.get("describe", a.name))}: {a.seconds:.2f}s, '
+        href = (links or {}).get(a.args.get("id", ""))
+        out.append((f'<a href="{_esc(href)}">' if href else "") +
+                   f'<g><title>{_esc(a.args.get("describe", a.name))}: {a.seconds:.2f}s, '
                    f'{_esc(a.args.get("outcome", "?"))}</title>'
                    f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{bar_h}" fill="{colour}"{stroke}/>')
         for p in prof.phases_of(a):
@@ -294,7 +298,7 @@ def svg_report(prof: Profile, width: int = 1200) -> str:
         label = a.args.get("mnemonic", a.name)
         if w > 7 * len(label):
             out.append(f'<text x="{x + 3:.2f}" y="{y + 13}" fill="white">{_esc(label)}</text>')
-        out.append("</g>")
+        out.append("</g></a>" if href else "</g>")
     y = top + row_h * len(rows) + 20
     x = left
     for name, colour in [("executed", COLOURS["executed"]), ("cached", COLOURS["cache"]),

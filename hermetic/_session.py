@@ -71,6 +71,7 @@ class Session:
         self.distdirs = [Path(d) for d in distdirs]
         #: -j as given (None: the default, which depends on whether actions run remotely)
         self.jobs_asked = jobs
+        self._labels: list[Label] = []
         self.jobs = jobs or os.cpu_count() or 1
         self.keep_going = keep_going
         self.report = report or ignore
@@ -147,6 +148,7 @@ class Session:
         return FetchResolver(self.store, registry, self.distdirs, report=self.report)
 
     def build(self, labels: Sequence[Label], *, use_cache: bool = True, materialize: bool = True) -> BuildResult:
+        self._labels = list(labels)
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
@@ -286,6 +288,7 @@ class Session:
         *no_deps*: rebuild only the actions *labels* declare themselves."""
         from hermetic._verify import Verifier, VerifyReport, conditions, variation_for
 
+        self._labels = list(labels)
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
@@ -479,7 +482,8 @@ class Session:
         st = ex.stats
         data: dict[str, Any] = {"time": time.time(), "actions": len(order), "executed": st.executed,
                                 "cached": st.cached, "remote_hits": st.remote, "failed": st.failed,
-                                "seconds": st.seconds, "keys": ex.keys}
+                                "seconds": st.seconds, "keys": ex.keys, "workspace": str(self.root),
+                                "targets": [str(t) for t in self._labels]}
         if ex.remote is not None:
             data["remote"] = {"url": ex.remote.config.url, "upload": ex.remote.config.upload,
                               **ex.remote.stats.to_json()}
@@ -494,6 +498,27 @@ class Session:
             (self.store.root / "last-build.json").write_text(json.dumps(data))
         except OSError:
             pass
+
+    def last_build(self) -> dict[str, Any] | None:
+        """What the store recorded of its last build (``last-build.json``),
+        if that build was in this workspace."""
+        try:
+            last = json.loads((self.store.root / "last-build.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if last.get("workspace") not in (None, str(self.root)):
+            raise HermeticError(f"the last build in {self.cache_dir} was in {last['workspace']}, not here",
+                                reason="usage", hint=f"hermetic -C {last['workspace']} report --last ...")
+        return dict(last)
+
+    def delivered(self, labels: Sequence[Label]) -> dict[Label, list[Path]]:
+        """Where *labels*' outputs are in the output directory (those that are there)."""
+        analysis, _graph = self.analyze(labels)
+        out: dict[Label, list[Path]] = {}
+        for label, files in analysis.top.items():
+            dests = [self.output_dir / art.path.removeprefix("out/") for art in files]
+            out[label] = [d for d in dests if d.exists()]
+        return out
 
     def clean(self, expunge: bool = False) -> list[Path]:
         removed = []

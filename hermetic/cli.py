@@ -100,11 +100,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="the platform to build for (default: the host's); a target's own platform attribute "
                         "wins. e.g. linux-x86_64-manylinux2014, linux-aarch64, musllinux-x86_64, macos-arm64, "
                         "macos-x86_64, windows-x86_64")
+    b.add_argument("--report", type=Path, metavar="DIR",
+                   help="write the build's page (index.html, report.json) into DIR at the end, also when it fails")
     b.add_argument("--profile", type=Path, metavar="FILE",
                    help="write where the time went as a Chrome trace-event file (Perfetto, chrome://tracing; "
                         "read it with hermetic profile FILE)")
     _display_options(b)
     _remote_options(b, executor=True)
+
+    rp = sub.add_parser("report", parents=[common], help="a build's page: static HTML (index.html) and report.json",
+                        description="Write one self-contained HTML page about a build: summary, timeline, every "
+                        "action's command, environment, inputs, toolchains, key, why it ran and output; the "
+                        "outputs with their sha256, provenance and SBOM; the test results. From the last build "
+                        "in the store (--last) or from an --event-log file.")
+    src = rp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--last", action="store_true", help="the last build in this store")
+    src.add_argument("--event-log", type=Path, metavar="FILE", dest="from_event_log",
+                     help="the build an --event-log FILE recorded (its timeline from the events' times)")
+    rp.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", dest="report")
+    rp.add_argument("--profile", type=Path, metavar="FILE", help="the timeline from this --profile trace")
 
     pf = sub.add_parser("profile", parents=[common], help="read a build's --profile: time by phase, critical path",
                         description="Summarise a trace written by hermetic build --profile: the time by phase "
@@ -131,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--no-deps", action="store_true",
                    help="rebuild only the actions of the named targets; what they depend on is built (or taken "
                         "from the cache) as usual and not rebuilt, as nix-build --check does")
+    v.add_argument("--report", type=Path, metavar="DIR",
+                   help="write the verdicts as a page (index.html, report.json) into DIR")
     v.add_argument("--diff-tool", choices=["auto", "diffoscope", "builtin"], default="auto",
                    help="how to show a difference (auto: diffoscope when installed)")
     v.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -513,6 +529,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         return _build(args)
     if args.command == "profile":
         return _profile_report(args)
+    if args.command == "report":
+        return _report_command(args)
     if args.command == "query":
         return _query(args)
     if args.command == "verify":
@@ -600,14 +618,52 @@ def _reporter(args: argparse.Namespace) -> Iterator[Any]:
         shown.close()
 
 
+class _Recorder:
+    """Keeps every event as ``--event-log`` would write it (for
+    ``--report``), and passes it on."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, event: Any) -> None:
+        from hermetic._progress import EventLog
+
+        rec = EventLog.encode(event)
+        if rec is not None:
+            self.events.append({"time": time.time(), **rec})
+        self.inner(event)
+
+
+def _write_report(args: argparse.Namespace, s: Any, labels: Any, status: str, t0: float, events: list[Any],
+                  prof: Any = None, outputs: Any = None, verify: Any = None) -> None:
+    from hermetic import _report
+
+    profile = _profile.Profile(prof.trace({})) if prof is not None else None
+    data = _report.collect(s, labels, command="hermetic " + " ".join(sys.argv[1:]), status=status,
+                           wall=time.monotonic() - t0, events=events, profile=profile, outputs=outputs, verify=verify)
+    page = _report.render(data, args.report)
+    print(f"hermetic: report: {page}", file=sys.stderr)
+
+
 def _build(args: argparse.Namespace) -> ExitCode:
     t0 = time.monotonic()
     with _reporter(args) as report:
+        recorder = _Recorder(report) if args.report else None
         s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
-                     jobs=args.jobs, keep_going=args.keep_going, report=report, remote=_remote_cli(args))
+                     jobs=args.jobs, keep_going=args.keep_going, report=recorder or report, remote=_remote_cli(args))
+        labels = s.parse_labels(args.targets)
         with _profile.recording(args.profile, {"title": "hermetic build " + " ".join(args.targets),
-                                               "targets": list(args.targets), "jobs": s.jobs}):
-            result = s.build(s.parse_labels(args.targets))
+                                               "targets": list(args.targets), "jobs": s.jobs},
+                                keep=recorder is not None) as prof:
+            try:
+                result = s.build(labels)
+            except HermeticError:
+                if recorder is not None:
+                    _write_report(args, s, labels, "failed", t0, recorder.events, prof)
+                raise
+    if recorder is not None:
+        _write_report(args, s, labels, "ok", t0, recorder.events, prof, result.outputs)
     if args.explain:
         _print_critical_path(s, s.parse_labels(args.targets))
     st = result.stats
@@ -637,6 +693,42 @@ def _build(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _report_command(args: argparse.Namespace) -> ExitCode:
+    from hermetic import _report
+
+    s = _session(args)
+    events: list[dict[str, Any]] = []
+    if args.from_event_log is not None:
+        try:
+            lines = args.from_event_log.read_text(encoding="utf-8").splitlines()
+            events = [json.loads(ln) for ln in lines if ln.strip()]
+        except (OSError, ValueError) as exc:
+            raise HermeticError(f"{args.from_event_log}: not a readable event log ({exc})", reason="usage",
+                                hint="write one with hermetic build --event-log FILE") from None
+        started = next((e for e in events if e.get("event") == "build-started"), None)
+        finished = next((e for e in events if e.get("event") == "build-finished"), None)
+        if started is None:
+            raise HermeticError(f"{args.from_event_log}: no build-started event: not a build's event log",
+                                reason="usage", hint="write one with hermetic build --event-log FILE")
+        targets = started.get("targets", [])
+        status = "ok" if finished is not None and finished.get("ok") else "failed"
+        wall = (finished or events[-1]).get("time", 0) - started.get("time", 0)
+    else:
+        last = s.last_build()
+        if last is None or not last.get("targets"):
+            raise HermeticError(f"no build recorded in {s.cache_dir}", reason="usage",
+                                hint="build something first (hermetic build TARGET), or use --event-log FILE")
+        targets, status, wall = last["targets"], "failed" if last.get("failed") else "ok", last.get("seconds", 0.0)
+    labels = s.parse_labels(targets)
+    profile = _profile.Profile.load(args.profile) if args.profile else None
+    outputs = s.delivered(labels)
+    data = _report.collect(s, labels, command="hermetic " + " ".join(sys.argv[1:]), status=status, wall=wall,
+                           events=events, profile=profile, outputs=outputs)
+    page = _report.render(data, args.report)
+    print(f"hermetic: report: {page}", file=sys.stderr)
+    return ExitCode.OK
+
+
 def _profile_report(args: argparse.Namespace) -> ExitCode:
     prof = _profile.Profile.load(args.trace)
     text = _profile.svg_report(prof) if args.format == "svg" else _profile.text_report(prof) + "\n"
@@ -648,11 +740,17 @@ def _profile_report(args: argparse.Namespace) -> ExitCode:
 
 
 def _verify(args: argparse.Namespace) -> ExitCode:
+    t0 = time.monotonic()
     with _reporter(args) as shown:
-        s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=shown,
+        recorder = _Recorder(shown) if args.report else None
+        s = _session(args, sandbox=args.sandbox, distdirs=args.distdir, jobs=args.jobs, report=recorder or shown,
                      remote=_remote_cli(args))
-        report = s.verify(s.parse_labels(args.targets), against_cache=args.against_cache,
+        labels = s.parse_labels(args.targets)
+        report = s.verify(labels, against_cache=args.against_cache,
                           disabled=args.no_vary, diff_tool=args.diff_tool, no_deps=args.no_deps)
+    if recorder is not None:
+        _write_report(args, s, labels, "reproducible" if report.reproducible else "not reproducible", t0,
+                      recorder.events, verify=report)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     counts = report.to_json()["counts"]

@@ -30,12 +30,13 @@ $SUDO apt-get install -y -q --no-install-recommends \
   bubblewrap gpgv gcc g++ make perl binutils dpkg-dev ca-certificates \
   python3-venv python3-dev python3-pip gnupg file \
   disorderfs libfaketime git openssl libssl-dev \
-  qemu-user libc6-arm64-cross musl graphviz
+  qemu-user libc6-arm64-cross musl graphviz chromium
 # libssl-dev: the third-party test proves the host's OpenSSL headers stay invisible to a build;
 # qemu-user + libc6-arm64-cross: the aarch64 build's test program runs under
 # qemu-aarch64 with the cross glibc as its sysroot; musl: auditwheel checks the
 # musllinux wheel against a real musl libc.so (tests/test_platforms.py); graphviz:
-# `hermetic graph --format svg|png` draws with its dot
+# `hermetic graph --format svg|png` draws with its dot; chromium: tests/test_report.py
+# renders the build's page headless and takes its screenshot
 
 # nginx for the remote-cache tests (WebDAV PUT is in Debian's nginx) and
 # PostgreSQL for BuildGrid's scheduler (remote execution). Tests and

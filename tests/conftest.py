@@ -63,6 +63,7 @@ _NEEDS = {
     "bwrap": ("needs bubblewrap (scripts/setup.sh installs it)", lambda: shutil.which("bwrap") is None),
     "network": ("fetches through pip's index or Debian's archive, and HERMETIC_OFFLINE=1 is set",
                 lambda: os.environ.get("HERMETIC_OFFLINE") == "1"),
+    "chromium": ("needs Debian's chromium (scripts/setup.sh installs it)", lambda: shutil.which("chromium") is None),
     "needs_host_openssl": ("needs the host's OpenSSL headers (libssl-dev; scripts/setup.sh installs it)",
                            lambda: not Path("/usr/include/openssl/crypto.h").exists()),
 }
