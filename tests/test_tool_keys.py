@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, build_counts, copy_workspace, hermetic_cli
+from conftest import build_counts, copy_workspace, hermetic_cli
 from hermetic._analysis import _package_path
 
 FLAGSHIP = "//wheel:linux-x86_64"
@@ -59,19 +59,24 @@ def test_a_checkout_and_an_installed_wheel_share_every_action(tmp_path, warm_sto
     proc = hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, cwd=ws, env=checkout)
     assert build_counts(proc.stderr)[1] == 0, proc.stderr
 
-    # installed: a wheel of hermetic in a new virtual environment (its dependencies from the index)
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
-                    str(REPO)], check=True, capture_output=True, cwd=tmp_path)
+    # installed: a wheel of hermetic in a new virtual environment; its dependencies are this suite's
+    # (a .pth file after the venv's own site-packages: hermetic, its recipes and plugins are the wheel's)
+    dist, src = tmp_path / "dist", copy_workspace(tmp_path / "src")  # pip builds in the tree it is given
+    made = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                           "-w", str(dist), str(src)], capture_output=True, text=True, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
     (wheel,) = dist.glob("hermetic-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          str(wheel)], capture_output=True, text=True)
+    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                          "--disable-pip-version-check", str(wheel)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr[-3000:]
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "zz-suite-dependencies.pth").write_text(
+        next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()) + "\n")
     installed = subprocess.run([venv / "bin" / "python", "-c", "import recipes.wheel; print(recipes.wheel.__file__)"],
                                capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert "site-packages" in installed, installed
+    assert installed.startswith(str(site)), installed
     run = subprocess.run([venv / "bin" / "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
