@@ -7,14 +7,14 @@ store."""
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import build_counts, copy_workspace, hermetic_cli
+from conftest import build_counts, copy_workspace
 from hermetic._analysis import _package_path
 
 FLAGSHIP = "//wheel:linux-x86_64"
@@ -31,12 +31,21 @@ def test_a_tool_file_is_named_by_its_path_in_its_package(tmp_path):
     assert _package_path(tmp_path / "loose" / "x.py") == "loose/x.py"  # not in a package: its directory
 
 
-def _tool_inputs(ws: Path, store: Path, env: dict[str, str] | None = None) -> set[str]:
-    import json
+def _venv(path: Path) -> tuple[Path, Path]:
+    """A new virtual environment that sees this suite's dependencies through
+    a .pth file after its own site-packages (the editable install's own .pth
+    file is not processed there, so hermetic is not importable from it)."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    site = next((path / "lib").glob("python3*/site-packages"))
+    suite = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "zz-suite-dependencies.pth").write_text(suite + "\n")
+    return path / "bin" / "python", site
 
-    acts = json.loads(hermetic_cli("--cache-dir", str(store), "aquery", FLAGSHIP, "--output", "json", cwd=ws,
-                                   env=env).stdout)
-    return {i["path"] for a in acts for i in a["inputs"] if i["path"].startswith("tool/")}
+
+def _where(python: Path, cwd: Path, *args: str) -> str:
+    code = "import sys, recipes.wheel; print(recipes.wheel.__file__)"
+    return subprocess.run([python, *args, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=cwd).stdout.strip()
 
 
 @pytest.mark.integration
@@ -49,14 +58,16 @@ def test_a_checkout_and_an_installed_wheel_share_every_action(tmp_path, warm_sto
     whose recipes are inside the workspace, and hermetic installed from its
     own wheel into a new virtual environment, find every action cached."""
     ws = copy_workspace(tmp_path / "ws")
-    # the checkout: hermetic, its recipes and plugins imported from the workspace itself
-    checkout = {**os.environ, "PYTHONPATH": str(ws)}
-    probe = subprocess.run([sys.executable, "-c", "import recipes.wheel; print(recipes.wheel.__file__)"],
-                           env=checkout, capture_output=True, text=True, check=True).stdout
-    assert probe.startswith(str(ws)), probe
-    tools = _tool_inputs(ws, warm_store, checkout)
-    assert "tool/recipes/wheel/mkwheel.py" in tools and not any(t.startswith("src/") for t in tools), tools
-    proc = hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, cwd=ws, env=checkout)
+    # the checkout: `python -m hermetic` run in it imports hermetic, its recipes and plugins from it
+    python, _ = _venv(tmp_path / "checkout-venv")
+    assert _where(python, ws).startswith(str(ws))
+    aq = subprocess.run([python, "-m", "hermetic", "--cache-dir", str(warm_store), "aquery", FLAGSHIP, "--output",
+                         "json"], cwd=ws, capture_output=True, text=True, check=True)
+    tools = {i["path"] for a in json.loads(aq.stdout) for i in a["inputs"] if i["path"].startswith("tool/")}
+    assert "tool/recipes/wheel/mkwheel.py" in tools and not any("/src/" in t for t in tools), tools
+    proc = subprocess.run([python, "-m", "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert build_counts(proc.stderr)[1] == 0, proc.stderr
 
     # installed: a wheel of hermetic in a new virtual environment; its dependencies are this suite's
@@ -66,18 +77,12 @@ def test_a_checkout_and_an_installed_wheel_share_every_action(tmp_path, warm_sto
                            "-w", str(dist), str(src)], capture_output=True, text=True, cwd=tmp_path)
     assert made.returncode == 0, made.stderr[-3000:]
     (wheel,) = dist.glob("hermetic-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+    python, site = _venv(tmp_path / "venv")
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                           "--disable-pip-version-check", str(wheel)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr[-3000:]
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "zz-suite-dependencies.pth").write_text(
-        next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()) + "\n")
-    installed = subprocess.run([venv / "bin" / "python", "-c", "import recipes.wheel; print(recipes.wheel.__file__)"],
-                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert installed.startswith(str(site)), installed
-    run = subprocess.run([venv / "bin" / "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
+    assert _where(python, tmp_path).startswith(str(site))
+    run = subprocess.run([python.parent / "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert build_counts(run.stderr)[1] == 0, run.stderr
