@@ -194,20 +194,21 @@ class Profile:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def critical_path(self) -> list[Span]:
-        """From the action that finished last, back through the dependency
-        that finished last: the chain that set the build's length."""
+        """The chain of dependent actions with the most seconds in it (as
+        Bazel's critical path: queueing for a slot is not a dependency)."""
         if not self.actions:
             return []
         by_id = {a.args.get("id"): a for a in self.actions}
-        path = [max(self.actions, key=lambda a: a.end)]
-        seen = {path[0].args.get("id")}
-        while True:
-            deps = [by_id[d] for d in path[-1].args.get("deps", []) if d in by_id and d not in seen]
-            if not deps:
-                break
-            nxt = max(deps, key=lambda a: a.end)
-            seen.add(nxt.args.get("id"))
-            path.append(nxt)
+        best: dict[int, tuple[float, Span | None]] = {}
+        for a in sorted(self.actions, key=lambda s: s.end):  # a dependency ends before its user starts
+            deps = [by_id[d] for d in a.args.get("deps", []) if d in by_id and id(by_id[d]) in best]
+            prev = max(deps, key=lambda d: best[id(d)][0], default=None)
+            best[id(a)] = (a.seconds + (best[id(prev)][0] if prev is not None else 0.0), prev)
+        node: Span | None = max(self.actions, key=lambda a: best[id(a)][0])
+        path = []
+        while node is not None:
+            path.append(node)
+            node = best[id(node)][1]
         return path[::-1]
 
     def phases_of(self, action: Span) -> list[Span]:
