@@ -265,11 +265,11 @@ def svg_report(prof: Profile, width: int = 1200, links: Mapping[str, str] | None
     rows = {r: i for i, r in enumerate(prof.rows)}
     height = top + row_h * max(1, len(rows)) + 70
     critical = {id(a) for a in prof.critical_path()}
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'),
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="18" font-size="13">{_esc(str(prof.meta.get("title", "hermetic build")))}: '
-           f'{len(prof.actions)} actions, {wall:.1f}s</text>']
+           (f'<text x="{left}" y="18" font-size="13">{_esc(str(prof.meta.get("title", "hermetic build")))}: '
+            f'{len(prof.actions)} actions, {wall:.1f}s</text>')]
     step = _tick(wall)
     t = 0.0
     while t <= wall + 1e-9:

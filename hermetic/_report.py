@@ -134,7 +134,7 @@ def _output(data: dict[str, Any], label: str, f: Path, base: Path) -> None:
     try:
         if name == "requirements.txt":
             data["requirements"] += [ln for ln in f.read_text().splitlines() if ln and not ln.startswith("#")]
-        elif name.endswith(".provenance.json") or name.endswith(".intoto.json"):
+        elif name.endswith((".provenance.json", ".intoto.json")):
             data["provenance"].append(_statement(json.loads(f.read_text()), rel))
         elif name.endswith(".dsse.json"):
             env = json.loads(f.read_text())

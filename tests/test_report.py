@@ -86,7 +86,7 @@ def test_a_verify_page_names_the_first_diverging_action_and_the_difference(tmp_p
     first = data["verify"]["first_difference"]
     assert first["action"] == "//:stamped#Genrule"
     assert "First diverging action: //:stamped#Genrule" in text
-    year = re.search(r"^\s*-(\d{4})$", first["diff"], re.M)
+    year = re.search(r"^\s*-(\d{4})$", first["diff"], re.MULTILINE)
     assert year and f"-{year.group(1)}" in text  # the diff itself is on the page
     verdicts = {v["action"]: v["status"] for v in data["verify"]["actions"]}
     assert verdicts == {"//:upper#Genrule": "reproducible", "//:stamped#Genrule": "differs"}

@@ -66,7 +66,7 @@ def test_a_checkout_and_an_installed_wheel_share_every_action(tmp_path, warm_sto
     tools = {i["path"] for a in json.loads(aq.stdout) for i in a["inputs"] if i["path"].startswith("tool/")}
     assert "tool/recipes/wheel/mkwheel.py" in tools and not any("/src/" in t for t in tools), tools
     proc = subprocess.run([python, "-m", "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert build_counts(proc.stderr)[1] == 0, proc.stderr
 
@@ -74,15 +74,15 @@ def test_a_checkout_and_an_installed_wheel_share_every_action(tmp_path, warm_sto
     # (a .pth file after the venv's own site-packages: hermetic, its recipes and plugins are the wheel's)
     dist, src = tmp_path / "dist", copy_workspace(tmp_path / "src")  # pip builds in the tree it is given
     made = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
-                           "-w", str(dist), str(src)], capture_output=True, text=True, cwd=tmp_path)
+                           "-w", str(dist), str(src)], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert made.returncode == 0, made.stderr[-3000:]
     (wheel,) = dist.glob("hermetic-*.whl")
     python, site = _venv(tmp_path / "venv")
     pip = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                          "--disable-pip-version-check", str(wheel)], capture_output=True, text=True)
+                          "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, check=False)
     assert pip.returncode == 0, pip.stderr[-3000:]
     assert _where(python, tmp_path).startswith(str(site))
     run = subprocess.run([python.parent / "hermetic", "--cache-dir", str(warm_store), "build", FLAGSHIP], cwd=ws,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert build_counts(run.stderr)[1] == 0, run.stderr
