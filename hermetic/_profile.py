@@ -88,10 +88,11 @@ def active() -> Profiler | None:
     return _active
 
 
-def phase(name: str) -> contextlib.AbstractContextManager[Any]:
-    """A phase of the action this thread is running (a no-op unless profiling)."""
+def phase(name: str | None) -> contextlib.AbstractContextManager[Any]:
+    """A phase of the action this thread is running (a no-op unless
+    profiling, or without a *name*)."""
     p = _active
-    return _NULL if p is None else p.span(name, "phase")
+    return _NULL if p is None or name is None else p.span(name, "phase")
 
 
 def traced(action: Action, run: Callable[[Action], bool], where: Mapping[str, str]) -> bool:

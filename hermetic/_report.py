@@ -77,7 +77,8 @@ def collect(s: Session, labels: Sequence[Label], *, command: str, status: str, w
     for i, (aid, p) in enumerate(planned.items()):
         ev = finished.get(aid, {})
         w = why.get(aid)
-        outcome = ev.get("status") or (w.outcome if w and aid not in finished and not events else "not run")
+        # the build's own events say what happened; without them (--last), the store's history
+        outcome = ev.get("status", "not run") if events else (w.outcome if w else "not run")
         rs = reasons.get(aid) or (list(w.reasons) if w and outcome in ("executed", "failed") else [])
         log = logs.get(aid)
         sp = span.get(aid)

@@ -230,17 +230,15 @@ class Runners:
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         """Run *action* from *artifacts*' inputs; its outputs are in the store
         (or, run remotely, on the remote)."""
-        if action.kind not in self.remote_kinds:
+        if action.kind in self.remote_kinds:
+            phase: str | None = "remote execution"
+        else:
             with _profile.phase("fetch inputs"):
                 for art in action.needs:
                     artifacts.ensure_local(art.path)
-        elif _profile.active() is not None:
-            with _profile.phase("remote execution"):
-                return self.by_kind[action.kind].run(action, artifacts)
-        if action.kind in ("fetch", "extract", "write") and _profile.active() is not None:
-            with _profile.phase(action.kind):
-                return self.by_kind[action.kind].run(action, artifacts)
-        return self.by_kind[action.kind].run(action, artifacts)
+            phase = None if action.kind == "run" else action.kind  # run: the sandbox runner's own phases
+        with _profile.phase(phase):
+            return self.by_kind[action.kind].run(action, artifacts)
 
     def run_local(self, action: Action, artifacts: Artifacts) -> RunResult:
         """Run *action* here whatever the configuration."""

@@ -71,7 +71,7 @@ class Session:
         self.distdirs = [Path(d) for d in distdirs]
         #: -j as given (None: the default, which depends on whether actions run remotely)
         self.jobs_asked = jobs
-        self._labels: list[Label] = []
+        self._analyses: dict[tuple[Label, ...], tuple[Analysis, Any]] = {}
         self.jobs = jobs or os.cpu_count() or 1
         self.keep_going = keep_going
         self.report = report or ignore
@@ -100,6 +100,11 @@ class Session:
         return [Label.parse(t, "" if base == "." else base) for t in texts]
 
     def analyze(self, labels: Sequence[Label]) -> tuple[Analysis, Any]:
+        """*labels*' analysis and action graph, once per session (a report
+        after a build asks for them again)."""
+        known = self._analyses.get(tuple(labels))
+        if known is not None:
+            return known
         from hermetic._graph import ActionGraph
 
         loaded = load(self.ws, self.registry, labels)
@@ -107,7 +112,8 @@ class Session:
                             lambda kind, plat: self.hooks.toolchain(kind, plat, self.host, self.cache_dir),
                             self.host)
         analysis = analyzer.run(loaded, labels, self.platform)
-        return analysis, ActionGraph(analysis.actions)
+        result = self._analyses[tuple(labels)] = (analysis, ActionGraph(analysis.actions))
+        return result
 
     def remote(self) -> Any:
         """The RemoteCache for this invocation, or None (no remote configured)."""
@@ -148,7 +154,6 @@ class Session:
         return FetchResolver(self.store, registry, self.distdirs, report=self.report)
 
     def build(self, labels: Sequence[Label], *, use_cache: bool = True, materialize: bool = True) -> BuildResult:
-        self._labels = list(labels)
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
@@ -170,7 +175,7 @@ class Session:
             try:
                 stats = ex.execute(order, graph.deps)
             finally:
-                self._save_stats(ex, order)
+                self._save_stats(ex, order, labels)
                 self.report(BuildFinished(ex.stats, len(order)))
             outputs: dict[Label, list[Path]] = {}
             if materialize:
@@ -288,7 +293,6 @@ class Session:
         *no_deps*: rebuild only the actions *labels* declare themselves."""
         from hermetic._verify import Verifier, VerifyReport, conditions, variation_for
 
-        self._labels = list(labels)
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
@@ -310,7 +314,7 @@ class Session:
             try:
                 ref.execute(order, graph.deps)
             finally:
-                self._save_stats(ref, order)
+                self._save_stats(ref, order, labels)
                 self.report(BuildFinished(ref.stats, len(order)))
             ref.artifacts.ensure_all_local()  # every action is rebuilt: its inputs must be here
             if against_cache:
@@ -478,12 +482,12 @@ class Session:
                 out.append({"type": "input", "path": path, "old": e, "new": {"hash": d.hash, "size": d.size}})
         return out
 
-    def _save_stats(self, ex: Executor, order: Sequence[Any]) -> None:
+    def _save_stats(self, ex: Executor, order: Sequence[Any], labels: Sequence[Label]) -> None:
         st = ex.stats
         data: dict[str, Any] = {"time": time.time(), "actions": len(order), "executed": st.executed,
                                 "cached": st.cached, "remote_hits": st.remote, "failed": st.failed,
                                 "seconds": st.seconds, "keys": ex.keys, "workspace": str(self.root),
-                                "targets": [str(t) for t in self._labels]}
+                                "targets": [str(t) for t in labels]}
         if ex.remote is not None:
             data["remote"] = {"url": ex.remote.config.url, "upload": ex.remote.config.upload,
                               **ex.remote.stats.to_json()}
