@@ -146,9 +146,17 @@ def _expand(ws: Workspace, package: str, pattern: str) -> list[Path]:
     base = ws.root / package
     if any(c in pattern for c in "*?["):
         hits = globmod.glob(pattern, root_dir=base, recursive=True)
-        return sorted(base / h for h in hits if (base / h).is_file() and "__pycache__" not in h)
-    p = base / pattern
-    return [p] if p.is_file() else []
+        found = sorted(base / h for h in hits if (base / h).is_file() and "__pycache__" not in h)
+    else:
+        p = base / pattern
+        found = [p] if p.is_file() else []
+    ws.globs[(package, pattern)] = [str(f.relative_to(base)) for f in found]
+    return found
+
+
+def expand_now(ws: Workspace, package: str, pattern: str) -> list[str]:
+    """What *pattern* matches in *package* now (package-relative paths)."""
+    return [str(f.relative_to(ws.root / package)) for f in _expand(ws, package, pattern)]
 
 
 # -- analysis -----------------------------------------------------------------
@@ -189,11 +197,17 @@ class Analyzer:
         self.actions: list[Action] = []
         self.providers: dict[tuple[Label, Platform], list[Provider]] = {}
         self._by_id: dict[str, Action] = {}
+        #: what the rules read: client environment variables, toolchains (kind, platform) -> digest
+        self.env_reads: dict[str, str | None] = {}
+        self.toolchain_reads: dict[tuple[str, str], str] = {}
 
     def toolchain(self, kind: str, platform: Platform) -> Toolchain:
         key = (kind, platform)
         if key not in self._toolchains:
             tc = self._toolchain_hook(kind, platform)
+            from hermetic._incremental import toolchain_digest
+
+            self.toolchain_reads[(kind, str(platform))] = toolchain_digest(tc)
             if tc is None:
                 raise ToolchainError(f'no plugin provides a "{kind}" toolchain that builds for {platform} '
                                      f"on {self.host}", hint="install a platform plugin that does, or build for "
@@ -276,6 +290,7 @@ class Analyzer:
             raw = decl.values.get(name, spec.default)
             values[name] = self._resolve(loaded, decl, spec, raw, platform)
         ctx = RuleContext(label, rule, values, platform, self.toolchain, self.source, decl.where, self.host)
+        ctx.env_reads = self.env_reads
         try:
             providers = list(rule.impl(ctx))
         except (AnalysisError, ToolchainError):

@@ -9,6 +9,7 @@ attributes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -120,6 +121,10 @@ class Workspace:
         self.root = root
         self.targets: dict[Label, TargetDecl] = {}
         self._loaded: set[str] = set()
+        #: what loading read, for the analysis cache (:mod:`hermetic._incremental`):
+        #: package -> sha256 of its BUILD file (None: it has none); (package, pattern) -> files
+        self.build_files: dict[str, str | None] = {}
+        self.globs: dict[tuple[str, str], list[str]] = {}
         self.config = WorkspaceConfig()
         self._load_file(root / BUILD_FILE, "", root_file=True)
 
@@ -134,6 +139,7 @@ class Workspace:
         shown = self.rel(path)
         try:
             text = path.read_text()
+            self.build_files[package] = hashlib.sha256(text.encode()).hexdigest()
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"at line (\d+)", str(exc))
@@ -191,6 +197,14 @@ class Workspace:
             self._load_file(f, package)
         else:
             self._loaded.add(package)
+            self.build_files[package] = None
+
+    def build_file_digest(self, package: str) -> str | None:
+        """sha256 of *package*'s BUILD file as it is now (None: there is none)."""
+        try:
+            return hashlib.sha256((self.root / package / BUILD_FILE).read_text().encode()).hexdigest()
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def get(self, label: Label) -> TargetDecl | None:
         self.load_package(label.package)

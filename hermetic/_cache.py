@@ -300,6 +300,13 @@ class Store:
     def _ac_path(self, key: str) -> Path:
         return self.ac / key[:2] / key
 
+    def action_size(self, key: str) -> int | None:
+        """The size of *key*'s action-cache entry (None: there is none)."""
+        try:
+            return self._ac_path(key).stat().st_size
+        except OSError:
+            return None
+
     def get_action(self, key: str, *, deep: bool = False) -> dict[str, Any] | None:
         """The stored result for *key*, or None. A damaged entry, or one whose
         blobs are gone, is discarded. *deep* also checks every file of every
@@ -431,7 +438,10 @@ class Store:
                 freed += size
                 removed += 1
             dropped = 0
-            if removed:
+            if removed:  # the action logs and build records may name what is gone
+                from hermetic._incremental import forget
+
+                forget(self.root)
                 for sub in self.ac.iterdir():
                     for f in sub.iterdir():
                         if self.get_action(f.name, deep=True) is None:

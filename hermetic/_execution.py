@@ -21,10 +21,11 @@ from hermetic._artifacts import Artifacts
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._history import History, ingredients, root_causes
+from hermetic._incremental import fingerprint, skip_unchanged, update_log
 from hermetic._keys import ActionResult, Entry, action_key
 from hermetic._runners import Runners, RunResult
 from hermetic._scheduler import Finished, Scheduler
-from hermetic.errors import BuildFailed
+from hermetic.errors import BuildFailed, HermeticError
 from hermetic.events import ActionFailure, ActionFinished, ActionStarted, Note, Report, ignore
 from hermetic.model import Action, Artifact, canonical_json
 from hermetic.sandbox import Sandbox, Variation
@@ -59,7 +60,7 @@ class Executor:
                  variation: Variation | None = None, remote: Any = None,
                  producer: Callable[[str], Action | None] | None = None, history: History | None = None,
                  artifacts: Artifacts | None = None, remote_executor: Any = None,
-                 local_jobs: int | None = None) -> None:
+                 local_jobs: int | None = None, log: Any = None) -> None:
         self.store = store
         self.goals = {a.path for a in goals}
         self.sde = source_date_epoch
@@ -91,6 +92,9 @@ class Executor:
         self._extra_executed = 0  # remote hits whose outputs could not be downloaded
         self._ingredients: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        #: the action log of this analysis (hermetic._incremental.ActionLog), or None
+        self.log = log
+        self.fingerprints: dict[str, str] = {}  # action id -> its inputs' fingerprint (with a log)
 
     @property
     def entries(self) -> dict[str, Entry]:
@@ -100,6 +104,10 @@ class Executor:
 
     def key_of(self, action: Action) -> str:
         inputs = {a.path: self.artifacts.entry(a) for a in action.key_inputs}
+        if self.log is not None:
+            fp = fingerprint(inputs[a.path] for a in action.key_inputs)
+            with self._lock:
+                self.fingerprints[action.id] = fp
         profile = self.sandbox_profile if action.kind == "run" else None
         sde = self.sde if action.kind == "run" else None
         key, material = action_key(action, inputs, profile, sde)
@@ -111,18 +119,6 @@ class Executor:
             with self._lock:
                 self._ingredients[action.id] = ingr
         return key
-
-    def _reasons(self, action: Action, key: str) -> list[dict[str, Any]]:
-        """Why *action* has to run: what changed since its last build."""
-        if self.history is None:
-            return [{"type": "no-cache"}] if not self.use_cache else []
-        upstream = {}
-        for art in action.key_inputs:
-            producer = self.producer(art.path)
-            if producer is not None and producer.id in self.why:
-                upstream[art.path] = (producer.describe(), root_causes(self.why[producer.id]))
-        return self.history.reasons(action.id, key, self._ingredients.get(action.id, {}),
-                                    cache_used=self.use_cache, upstream=upstream)
 
     # -- one action -----------------------------------------------------------
 
@@ -147,7 +143,7 @@ class Executor:
             if self.remote is not None and self._remote_hit(action, key):
                 self._outcome(action, key, "remote", where="remote-cache")
                 return False
-        reasons = self._reasons(action, key)
+        reasons = _reasons(self, action, key)
         with self._lock:
             self.why[action.id] = reasons
         self.report(ActionStarted(action, key, reasons))
@@ -231,15 +227,19 @@ class Executor:
                                        self.where.get(a.id, "local")))
 
         _profile.note_deps(order, deps)
+        skipped, rest, rest_deps = skip_unchanged(self, order, deps)
         try:
-            run = self.scheduler.run(order, deps, lambda a: _profile.traced(a, self._execute, self.where), finished)
+            run = self.scheduler.run(rest, rest_deps, lambda a: _profile.traced(a, self._execute, self.where),
+                                     lambda f, n: finished(f, n + len(skipped)))
         finally:
             if self.history is not None:
+                self.history.mark_cached(a.id for a in skipped)
                 self.history.save()
+            update_log(self, rest)
         self.store.save_digests()
         extra = self._extra_executed
-        self.stats = BuildStats(run.executed + extra, run.cached - extra, len(run.failures), run.skipped,
-                                run.seconds, len(self.remote_ids) - extra)
+        self.stats = BuildStats(run.executed + extra, run.cached - extra + len(skipped), len(run.failures),
+                                run.skipped, run.seconds, len(self.remote_ids) - extra)
         if run.failures:
             first = run.failures[0]
             raise BuildFailed(f"build failed: {len(run.failures)} action(s) failed, {run.executed} ran, "
@@ -248,6 +248,19 @@ class Executor:
                                   "" if self.scheduler.keep_going else
                                   "; --keep-going builds everything that does not depend on it"))
         return self.stats
+
+
+def _reasons(ex: Executor, action: Action, key: str) -> list[dict[str, Any]]:
+    """Why *action* has to run: what changed since its last build."""
+    if ex.history is None:
+        return [{"type": "no-cache"}] if not ex.use_cache else []
+    upstream = {}
+    for art in action.key_inputs:
+        producer = ex.producer(art.path)
+        if producer is not None and producer.id in ex.why:
+            upstream[art.path] = (producer.describe(), root_causes(ex.why[producer.id]))
+    return ex.history.reasons(action.id, key, ex._ingredients.get(action.id, {}),
+                                cache_used=ex.use_cache, upstream=upstream)
 
 
 def plan(ex: Executor, order: Sequence[Action]) -> dict[str, Planned]:

@@ -7,7 +7,7 @@ Under the store root::
     explain/<2 hex>/<key>.json   an action key's ingredients, spelled out
                                  (each input's digest, argv, env, toolchain
                                  identities, ...): written once per key
-    history.json                 per action id: its last key, the key before
+    history.db                   per action id (SQLite): its last key, the key before
                                  that, the outcome and why it ran
 
 An action's *reasons* compare the ingredients of the key it has now with those
@@ -19,12 +19,13 @@ link step names the C file that was edited, not just the object file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,36 +185,70 @@ def root_causes(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class History:
-    """The per-action history in one store."""
+    """The per-action history in one store: an SQLite table (one row per
+    action id), so a build reads only the rows of the actions it runs and
+    writes only the rows that change, whatever the size of the graph."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.explain_dir = self.root / "explain"
-        self.path = self.root / "history.json"
-        self._old: dict[str, Any] = self._read()
+        self.path = self.root / "history.db"
+        self._db: sqlite3.Connection | None = None
+        self._old: dict[str, dict[str, Any] | None] = {}  # rows read, as of this build's start
         self._new: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS actions (id TEXT PRIMARY KEY, outcome TEXT, entry TEXT)")
+                (version,) = db.execute("PRAGMA user_version").fetchone()
+                if version != VERSION:
+                    db.execute("DELETE FROM actions")
+                    db.execute(f"PRAGMA user_version={VERSION}")
+            except sqlite3.Error:
+                return None
+            self._db = db
+        return self._db
+
+    def _row(self, action_id: str) -> dict[str, Any] | None:
+        if action_id not in self._old:
+            db, found = self._conn(), None
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error, ValueError), self._lock:
+                    row = db.execute("SELECT entry FROM actions WHERE id=?", (action_id,)).fetchone()
+                    found = json.loads(row[0]) if row else None
+            self._old[action_id] = found if isinstance(found, dict) else None
+        return self._old[action_id]
+
+    def _all(self) -> dict[str, dict[str, Any]]:
+        db = self._conn()
+        if db is None:
             return {}
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            return {}
-        actions = data.get("actions")
-        return actions if isinstance(actions, dict) else {}
+        with contextlib.suppress(sqlite3.Error):
+            return {i: json.loads(e) for i, e in db.execute("SELECT id, entry FROM actions")}
+        return {}
 
     def outcomes(self) -> dict[str, str]:
-        """Action id -> its outcome in its last build, as of this build's start."""
-        return {aid: str(e.get("outcome", "")) for aid, e in self._old.items()}
+        """Action id -> its outcome in its last build."""
+        db = self._conn()
+        if db is None:
+            return {}
+        with contextlib.suppress(sqlite3.Error):
+            return {i: str(o or "") for i, o in db.execute("SELECT id, outcome FROM actions")}
+        return {}
 
     def keys_in_use(self) -> set[str]:
         """Every action's last and previous key."""
-        return {k for e in self._old.values() for k in (e.get("key"), e.get("previous_key")) if k}
+        return {k for e in self._all().values() for k in (e.get("key"), e.get("previous_key")) if k}
 
     def entry(self, action_id: str) -> dict[str, Any] | None:
         """The action's record as of the start of this build (or just made)."""
-        return self._new.get(action_id) or self._old.get(action_id)
+        return self._new.get(action_id) or self._row(action_id)
 
     def ingredients_of(self, key: str) -> dict[str, Any] | None:
         try:
@@ -241,7 +276,7 @@ class History:
         causes)."""
         if not cache_used:
             return [{"type": "no-cache"}]
-        prev = self._old.get(action_id)
+        prev = self._row(action_id)
         if prev is None:
             return [{"type": "new"}]
         if prev.get("key") == key:
@@ -261,7 +296,7 @@ class History:
     def record(self, action: Action, key: str, outcome: str, reasons: list[dict[str, Any]] | None = None,
                seconds: float | None = None, where: str | None = None, log: str | None = None) -> None:
         """*log*: "sha256:size" of a failed run's output (a result's log is in its action-cache entry)."""
-        prev = self._old.get(action.id) or {}
+        prev = self._row(action.id) or {}
         self._new[action.id] = {
             "key": key,
             "previous_key": prev.get("key") if prev.get("key") != key else prev.get("previous_key"),
@@ -273,27 +308,41 @@ class History:
         if log is not None:
             self._new[action.id]["log"] = log
 
+    def mark_cached(self, ids: Iterable[str]) -> None:
+        """Record that *ids* came from the cache in this build with the key
+        they had (an unchanged subgraph the build skipped without looking at
+        each action): only rows that said otherwise are rewritten."""
+        db = self._conn()
+        if db is None:
+            return
+        now, wanted = time.time(), set(ids)
+        if not wanted:
+            return
+        with contextlib.suppress(sqlite3.Error, ValueError), self._lock:
+            changed = []
+            for aid, text in db.execute("SELECT id, entry FROM actions WHERE outcome!='cached'").fetchall():
+                if aid in wanted:
+                    e = json.loads(text)
+                    e.update(outcome="cached", time=now, reasons=[], seconds=None, where="cache")
+                    e.pop("log", None)
+                    changed.append((json.dumps(e, sort_keys=True), aid))
+            if changed:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("UPDATE actions SET outcome='cached', entry=? WHERE id=?", changed)
+                db.execute("COMMIT")
+
     def save(self) -> None:
-        """Merge this build's records into the file (other builds may have
-        written theirs since we read it)."""
+        """Write this build's records (only the rows it made)."""
         if not self._new:
             return
-        with contextlib.suppress(OSError), self._locked():
-            merged = self._read()
-            merged.update(self._new)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".history.")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": VERSION, "actions": merged}, f, sort_keys=True)
-            os.replace(tmp, self.path)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.root / "history.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        db = self._conn()
+        if db is None:
+            return
+        with contextlib.suppress(sqlite3.Error), self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR REPLACE INTO actions (id, outcome, entry) VALUES (?, ?, ?)",
+                           [(i, e["outcome"], json.dumps(e, sort_keys=True)) for i, e in self._new.items()])
+            db.execute("COMMIT")
 
 
 def prune(root: Path, live: set[str]) -> int:

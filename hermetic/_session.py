@@ -3,8 +3,9 @@ steps load -> analyze -> execute -> deliver outputs."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-
+import hashlib
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ class Session:
                  sandbox: str = "auto", distdirs: Sequence[Path] = (), jobs: int | None = None,
                  keep_going: bool = False, report: Report | None = None, plugins: Sequence[Any] = (),
                  load_entry_points: bool = True, remote: Mapping[str, Any] | None = None,
-                 platform: str | Platform | None = None) -> None:
+                 platform: str | Platform | None = None, incremental: bool = True) -> None:
         self.cwd = (cwd or Path.cwd()).resolve()
         self.root = find_workspace(self.cwd)
         self.ws = Workspace(self.root)
@@ -85,6 +86,14 @@ class Session:
         self._store: Store | None = None
         self.remote_cli = dict(remote or {})
         self._remote: Any = None
+        #: reuse what an unchanged workspace already did (the analysis cache,
+        #: the action log, the no-op record): :mod:`hermetic._incremental`
+        self.incremental = incremental
+        #: a consumer wants every action's events and timings (--report, --profile,
+        #: --event-log): no shortcut of hermetic._incremental is taken
+        self.detailed = False
+        #: labels -> the digest of their analysis's stamp (when kept)
+        self.stamps: dict[tuple[Label, ...], str] = {}
 
     @property
     def store(self) -> Store:
@@ -101,19 +110,62 @@ class Session:
 
     def analyze(self, labels: Sequence[Label]) -> tuple[Analysis, Any]:
         """*labels*' analysis and action graph, once per session (a report
-        after a build asks for them again)."""
+        after a build asks for them again), from the store's analysis cache
+        when nothing it read has changed (:mod:`hermetic._incremental`)."""
         known = self._analyses.get(tuple(labels))
         if known is not None:
             return known
+        from hermetic import _incremental as inc
         from hermetic._graph import ActionGraph
 
-        loaded = load(self.ws, self.registry, labels)
-        analyzer = Analyzer(self.ws, self.registry,
-                            lambda kind, plat: self.hooks.toolchain(kind, plat, self.host, self.cache_dir),
-                            self.host)
-        analysis = analyzer.run(loaded, labels, self.platform)
-        result = self._analyses[tuple(labels)] = (analysis, ActionGraph(analysis.actions))
+        cache = self._analysis_cache(labels) if self.incremental else None
+        if cache is not None:
+            stamp = cache.valid_stamp(self._code_signature, self.ws.config.source_date_epoch, _Now(self))
+            hit = cache.load() if stamp else None
+            if hit is not None:
+                self.stamps[tuple(labels)] = stamp
+                self._analyses[tuple(labels)] = hit
+                return hit  # type: ignore[no-any-return]
+        made: list[Any] = []
+        with inc.gc_paused(lambda: len(made[0].actions) if made else 0):
+            loaded = load(self.ws, self.registry, labels)
+            analyzer = Analyzer(self.ws, self.registry,
+                                lambda kind, plat: self.hooks.toolchain(kind, plat, self.host, self.cache_dir),
+                                self.host)
+            analysis = analyzer.run(loaded, labels, self.platform)
+            made.append(analysis)
+            result = self._analyses[tuple(labels)] = (analysis, ActionGraph(analysis.actions))
+        if cache is not None:
+            reads = inc.Reads()
+            reads.build_files = dict(self.ws.build_files)
+            reads.globs = dict(self.ws.globs)
+            reads.env = dict(analyzer.env_reads)
+            reads.toolchains = dict(analyzer.toolchain_reads)
+            stamp = cache.save(self._code_signature, self.ws.config.source_date_epoch, reads, result)
+            if stamp:
+                self.stamps[tuple(labels)] = stamp
         return result
+
+    def _analysis_cache(self, labels: Sequence[Label]) -> Any:
+        from hermetic._incremental import AnalysisCache
+
+        return AnalysisCache(self.cache_dir, {"root": str(self.root), "labels": [str(t) for t in labels],
+                                              "platform": str(self.platform), "host": str(self.host)})
+
+    @functools.cached_property
+    def _code_signature(self) -> str:
+        """hermetic's and the plugins' code (:func:`hermetic._incremental.code_signature`)."""
+        import hermetic
+        from hermetic._incremental import code_signature
+
+        plugins = list(self.hooks.pm.get_plugins())
+        rules = [r for r in map(self.registry.get, self.registry.names()) if r is not None]
+        # a plugin object or a rule closing over values is that object, not only its module's code
+        names = sorted(str(n) for n, _ in self.hooks.pm.list_name_plugin())
+        closures = sorted(f"{r.name}:{id(r.impl)}" for r in rules if getattr(r.impl, "__closure__", None))
+        disabled = os.environ.get("HERMETIC_DISABLE_PLUGINS", "")
+        return code_signature([hermetic, *plugins, *(r.impl for r in rules)]) + \
+            ":" + hashlib.sha256(repr((names, closures, disabled)).encode()).hexdigest()[:16]
 
     def remote(self) -> Any:
         """The RemoteCache for this invocation, or None (no remote configured)."""
@@ -154,6 +206,11 @@ class Session:
         return FetchResolver(self.store, registry, self.distdirs, report=self.report)
 
     def build(self, labels: Sequence[Label], *, use_cache: bool = True, materialize: bool = True) -> BuildResult:
+        incremental = self.incremental and use_cache and materialize
+        if incremental and not self.detailed:
+            known = self._unchanged_build(labels)
+            if known is not None:
+                return known
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
         order = graph.closure(goals)
@@ -164,13 +221,19 @@ class Session:
         jobs = self.jobs
         if executor is not None and self.jobs_asked is None:
             jobs = max(8, REMOTE_JOBS_PER_CORE * (os.cpu_count() or 1))
+        stamp = self.stamps.get(tuple(labels))
+        log = None
+        if self.incremental and use_cache and stamp and remote is None and executor is None and not self.detailed:
+            from hermetic._incremental import ActionLog
+
+            log = ActionLog(store.root, stamp, sandbox.profile(), self.ws.config.source_date_epoch)
         with store.locked():
             ex = Executor(store=store, sandbox=sandbox, fetcher=self._fetch_resolver(),
                           sources=analysis.sources, jobs=jobs, keep_going=self.keep_going,
                           source_date_epoch=self.ws.config.source_date_epoch, report=self.report,
                           use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get,
                           history=History(store.root) if use_cache else None, remote_executor=executor,
-                          local_jobs=self.jobs)
+                          local_jobs=self.jobs, log=log)
             self.report(BuildStarted(len(order), labels))
             try:
                 stats = ex.execute(order, graph.deps)
@@ -190,8 +253,83 @@ class Session:
             store.save_digests()
         self.executor = ex
         tables = self._matrix_tables(analysis, ex, labels) if materialize else ()
-        return BuildResult(outputs, stats, self.output_dir, executor, self._test_summaries(ex, order, labels, goals),
-                           tables)
+        result = BuildResult(outputs, stats, self.output_dir, executor,
+                             self._test_summaries(ex, order, labels, goals), tables)
+        if log is not None and incremental and not tables:
+            self._record_build(labels, stamp, ex, order, goals, result)
+        return result
+
+    # -- the no-op shortcut (hermetic._incremental) ----------------------------------------
+
+    def _build_record(self, labels: Sequence[Label]) -> Any:
+        from hermetic._incremental import BuildRecord
+
+        return BuildRecord(self.store.root, {"root": str(self.root), "labels": [str(t) for t in labels],
+                                             "platform": str(self.platform), "host": str(self.host),
+                                             "output_dir": str(self.output_dir.resolve())})
+
+    def _record_build(self, labels: Sequence[Label], stamp: str | None, ex: Executor, order: Sequence[Any],
+                      goals: Sequence[Any], result: BuildResult) -> None:
+        """What this build depended on and delivered, for the next one to
+        find it all unchanged without analysing anything."""
+        from hermetic._incremental import delivered_files
+
+        entries, store = ex.artifacts.entries, self.store
+        data = {"stamp": stamp, "sandbox": ex.sandbox_profile, "actions": len(order), "keys": ex.keys,
+                "results": {k: store.action_size(k) for k in ex.keys.values()},
+                "sources": {str(host): entries[rel].hash for rel, host in ex.artifacts.sources.items()
+                            if rel in entries},
+                "goals": [[entries[g.path].hash, entries[g.path].size] for g in goals if g.path in entries],
+                "outputs": {str(label): [str(p) for p in paths] for label, paths in result.outputs.items()},
+                "files": delivered_files(p for paths in result.outputs.values() for p in paths),
+                "tests": list(result.test_summaries), "last_build": None}
+        self._build_record(labels).write(data)
+
+    def _unchanged_build(self, labels: Sequence[Label]) -> BuildResult | None:
+        """The build's result without analysing or scheduling anything, if
+        the last build of *labels* into this output directory is still what
+        everything is: the analysis's stamp holds, every source file has its
+        digest, every delivered file is as delivered, the goals' blobs are
+        in the store, no remote is configured. None: build."""
+        from hermetic._incremental import still_delivered
+
+        t0 = time.monotonic()
+        record = self._build_record(labels)
+        rec = record.read()
+        if rec is None or self.remote() is not None:
+            return None
+        stamp = self._analysis_cache(labels).valid_stamp(self._code_signature, self.ws.config.source_date_epoch,
+                                                         _Now(self))
+        if stamp is None or stamp != rec["stamp"] or rec["sandbox"] != self.sandbox().profile():
+            return None
+        store = self.store
+        with store.locked():
+            try:
+                if any(store.source_digest(Path(host)).hash != h for host, h in rec["sources"].items()):
+                    return None
+            except OSError:
+                return None
+            if not still_delivered(rec["files"]) or \
+                    not all(store.has_blob(Digest(h, size)) for h, size in rec["goals"]) or \
+                    any(store.action_size(k) != size for k, size in rec["results"].items()):
+                return None  # (a result dropped or damaged since: the build finds and redoes it)
+            n = int(rec["actions"])
+            self.report(BuildStarted(n, labels))
+            stats = BuildStats(0, n, 0, 0, time.monotonic() - t0, 0)
+            self.report(BuildFinished(stats, n))
+            last = self.store.root / "last-build.json"
+            if rec.get("last_build") is None or rec["last_build"] != _sig(last):
+                History(store.root).mark_cached(rec["keys"])
+                with contextlib.suppress(OSError):
+                    last.write_text(json.dumps({
+                        "time": time.time(), "actions": n, "executed": 0, "cached": n, "remote_hits": 0,
+                        "failed": 0, "seconds": stats.seconds, "keys": rec["keys"], "workspace": str(self.root),
+                        "targets": [str(t) for t in labels]}))
+                    rec["last_build"] = _sig(last)
+                    record.write(rec)
+            store.save_digests()
+        outputs = {Label.parse(label): [Path(p) for p in paths] for label, paths in rec["outputs"].items()}
+        return BuildResult(outputs, stats, self.output_dir, None, tuple(rec["tests"]), ())
 
     def _matrix_tables(self, analysis: Any, ex: Executor, labels: Sequence[Label]) -> tuple[str, ...]:
         """Each wheel matrix's summary: per cell the wheel, its tag and size,
@@ -566,3 +704,32 @@ def _owners(analysis: Any, graph: Any, labels: Sequence[Label]) -> set[Any]:
             if producer is not None:
                 owners.add(producer.owner)
     return owners
+
+
+def _sig(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+class _Now:
+    """The workspace as it is now, for an analysis stamp's checks."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def build_file(self, package: str) -> str | None:
+        return self.s.ws.build_file_digest(package)
+
+    def glob(self, package: str, pattern: str) -> list[str]:
+        from hermetic._analysis import expand_now
+
+        return expand_now(self.s.ws, package, pattern)
+
+    def toolchain(self, kind: str, platform: str) -> str:
+        from hermetic._incremental import toolchain_digest
+
+        s = self.s
+        return toolchain_digest(s.hooks.toolchain(kind, Platform.parse(platform), s.host, s.cache_dir))

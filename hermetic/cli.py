@@ -652,6 +652,7 @@ def _build(args: argparse.Namespace) -> ExitCode:
         recorder = _Recorder(report) if args.report else None
         s = _session(args, output_dir=args.output_dir, sandbox=args.sandbox, distdirs=args.distdir,
                      jobs=args.jobs, keep_going=args.keep_going, report=recorder or report, remote=_remote_cli(args))
+        s.detailed = bool(args.report or args.profile or getattr(args, "event_log", None))
         labels = s.parse_labels(args.targets)
         with _profile.recording(args.profile, {"title": "hermetic build " + " ".join(args.targets),
                                                "targets": list(args.targets), "jobs": s.jobs},

@@ -303,6 +303,9 @@ class Actions:
 class RuleContext:
     """What a rule implementation gets: attributes, deps, toolchains, actions."""
 
+    #: where client_env records what it read (set by the analyzer)
+    env_reads: dict[str, str | None] | None = None
+
     def __init__(
         self,
         label: Label,
@@ -388,7 +391,10 @@ class RuleContext:
         reruns exactly the actions that read it, and ``hermetic why`` names it."""
         import os
 
-        return os.environ.get(name)
+        value = os.environ.get(name)
+        if self.env_reads is not None:  # the analysis cache's stamp names it
+            self.env_reads[name] = value
+        return value
 
     def tool_file(self, path: str | Path) -> Artifact:
         """A file shipped with a rule plugin (a helper script, a pinned key):

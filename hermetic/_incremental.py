@@ -1,0 +1,383 @@
+"""Not doing again what an unchanged workspace already did: Bazel keeps its
+graph in a server's memory, ninja keeps a log beside the outputs; hermetic
+starts from nothing on every invocation, so it keeps three small records in
+the store (``<store>/incremental/``) and checks them with one comparison
+each instead of re-deriving them:
+
+- **the analysis** of a set of targets (actions, action graph, providers),
+  with its *stamp*: everything analysis read. That is the code of hermetic
+  and of every plugin, each BUILD file (or its absence) of the packages
+  loaded, each file list and glob, each client environment variable a rule
+  read, each toolchain a rule resolved, SOURCE_DATE_EPOCH and the Python.
+  If the stamp still holds, the pickled analysis is the analysis.
+- **the action log** of that analysis: per action, the digests of the
+  inputs its key hashed, its key and its outputs. An action whose inputs are
+  the logged ones is done without computing its key or reading the action
+  cache; only the actions under a changed input reach the scheduler, where
+  early cutoff works as before.
+- **the build record** of one ``hermetic build``: the stamp, every source
+  file's digest, what was delivered to the output directory. When all of it
+  still holds the build is a no-op without loading the analysis at all.
+
+Every record names what it depends on; anything that is not the same makes
+the record unused (never wrong): the full path runs and writes a new one.
+``hermetic cache gc`` drops the logs and records (a collected blob must not
+be taken for present)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import marshal
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hermetic._keys import Entry
+
+#: bump when a record's layout changes
+SCHEMA = 2
+
+DIR = "incremental"
+
+
+#: a graph this large is moved out of the cyclic collector's reach once made
+FREEZE_AT = 10_000
+
+
+@contextlib.contextmanager
+def gc_paused(size: Any = None) -> Iterator[None]:
+    """Building or loading a graph of 100,000 actions makes millions of
+    objects that live for the whole build; the cyclic collector would walk
+    them again and again (it took most of the time). Pause it meanwhile; a
+    large graph (``size()`` at least FREEZE_AT) is then moved out of its
+    reach for the rest of the process (``gc.freeze``: a command line tool's
+    process ends with its build)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if size is not None and size() >= FREEZE_AT:
+            gc.freeze()
+        if was:
+            gc.enable()
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _stat_sig(path: str) -> list[Any] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+# -- what the analysis read ----------------------------------------------------------
+
+
+def code_signature(modules: Iterable[Any]) -> str:
+    """The code analysis runs: every ``.py`` file of hermetic and of each
+    plugin's top-level package, by (path, size, mtime), and the Python
+    running it. Editing a rule, installing another version of a plugin or of
+    hermetic changes it."""
+    roots: set[str] = set()
+    for mod in modules:
+        f = getattr(mod, "__file__", None) or getattr(sys.modules.get(getattr(mod, "__module__", "") or ""),
+                                                      "__file__", None)
+        if not f:
+            continue
+        d = os.path.dirname(os.path.abspath(f))
+        if os.path.basename(f) != "__init__.py" and not os.path.isfile(os.path.join(d, "__init__.py")):
+            roots.add(os.path.abspath(f))  # a plugin that is one module
+            continue
+        while os.path.isfile(os.path.join(os.path.dirname(d), "__init__.py")):
+            d = os.path.dirname(d)
+        roots.add(d)
+    sig: list[Any] = [sys.version, SCHEMA]
+    for root in sorted(roots):
+        if os.path.isfile(root):
+            sig.append([root, _stat_sig(root)])
+            continue
+        for dirpath, dirnames, files in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    p = os.path.join(dirpath, name)
+                    sig.append([p, _stat_sig(p)])
+    return _digest(sig)
+
+
+class Reads:
+    """What one analysis read, filled in while it runs (the workspace's
+    BUILD files and globs, the rules' client environment, the toolchains)."""
+
+    def __init__(self) -> None:
+        self.build_files: dict[str, str | None] = {}  # package -> sha256 of its BUILD file, None: none
+        self.globs: dict[tuple[str, str], list[str]] = {}  # (package, pattern) -> files matched
+        self.env: dict[str, str | None] = {}
+        self.toolchains: dict[tuple[str, str], str] = {}  # (kind, platform) -> digest of what the hook said
+
+    def to_json(self) -> dict[str, Any]:
+        return {"build_files": self.build_files, "globs": [[p, g, fs] for (p, g), fs in sorted(self.globs.items())],
+                "env": self.env, "toolchains": [[k, p, d] for (k, p), d in sorted(self.toolchains.items())]}
+
+
+def toolchain_digest(tc: Any) -> str:
+    return "-" if tc is None else hashlib.sha256(repr(tc).encode()).hexdigest()
+
+
+class AnalysisCache:
+    """One set of targets' analysis, kept with the stamp of what it read."""
+
+    def __init__(self, store_root: Path, name: Mapping[str, Any]) -> None:
+        self.id = _digest(name)[:32]
+        self.dir = Path(store_root) / DIR / "analysis"
+        self.stamp_path = self.dir / f"{self.id}.json"
+        self.pickle_path = self.dir / f"{self.id}.pickle"
+
+    def valid_stamp(self, code: str, sde: int, current: Any) -> str | None:
+        """The stored stamp's digest if everything it names is as it was;
+        *current* answers for the workspace: ``build_file(package)``,
+        ``glob(package, pattern)``, ``toolchain(kind, platform)``."""
+        try:
+            stamp = json.loads(self.stamp_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if stamp.get("schema") != SCHEMA or stamp.get("code") != code or stamp.get("sde") != sde:
+            return None
+        reads = stamp["reads"]
+        for name, value in reads["env"].items():
+            if os.environ.get(name) != value:
+                return None
+        for package, digest in reads["build_files"].items():
+            if current.build_file(package) != digest:
+                return None
+        for package, pattern, files in reads["globs"]:
+            if current.glob(package, pattern) != files:
+                return None
+        for kind, platform, digest in reads["toolchains"]:
+            if current.toolchain(kind, platform) != digest:
+                return None
+        return str(stamp["digest"])
+
+    def load(self) -> Any:
+        """The stored analysis, or None if it cannot be read."""
+        try:
+            data = self.pickle_path.read_bytes()
+            value: list[Any] = []
+            with gc_paused(lambda: len(value[0][0].actions) if value else 0):
+                value.append(pickle.loads(data))
+            return value[0]
+        except Exception:  # noqa: BLE001 -- a stale or damaged pickle is only a miss
+            return None
+
+    def save(self, code: str, sde: int, reads: Reads, value: Any) -> str | None:
+        """Keep *value* with its stamp; its digest (None: it cannot be pickled)."""
+        body = {"schema": SCHEMA, "code": code, "sde": sde, "reads": reads.to_json()}
+        digest = _digest(body)
+        try:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 -- a provider holding a lambda: analysis is not kept
+            return None
+        with contextlib.suppress(OSError):
+            _write_atomic(self.pickle_path, data)
+            _write_atomic(self.stamp_path, json.dumps({**body, "digest": digest}).encode())
+            return digest
+        return None
+
+
+# -- the action log ----------------------------------------------------------------
+
+
+def fingerprint(entries: Iterable[Entry]) -> str:
+    """The inputs an action's key hashed, by content, in order."""
+    return "".join(e.hash + ("x" if e.executable else "") + ("t" if e.tree else "") for e in entries)
+
+
+class ActionLog:
+    """Per action id of one analysis: (inputs' fingerprint, key, the size of
+    its action-cache entry, outputs)."""
+
+    def __init__(self, store_root: Path, stamp: str, sandbox_profile: Any, sde: int) -> None:
+        self.path = Path(store_root) / DIR / "log" / f"{_digest([stamp, sandbox_profile, sde])[:32]}"
+        self.entries: dict[str, tuple[str, str, int, tuple[tuple[Any, ...], ...]]] = {}
+        try:
+            with gc_paused():
+                data = marshal.loads(self.path.read_bytes())
+            if data[0] == SCHEMA:
+                self.entries = data[1]
+        except (OSError, ValueError, EOFError, TypeError, IndexError):
+            pass
+        self._changed = False
+
+    def lookup(self, action_id: str, fp: str) -> tuple[str, int, dict[str, Entry]] | None:
+        """(key, size of its action-cache entry, outputs) if *fp* is the logged one."""
+        hit = self.entries.get(action_id)
+        if hit is None or hit[0] != fp:
+            return None
+        return hit[1], hit[2], {o[0]: Entry(o[1], o[2], o[3], o[4]) for o in hit[3]}
+
+    def add(self, action_id: str, fp: str, key: str, size: int, outputs: Mapping[str, Entry]) -> None:
+        rec = (fp, key, size, tuple((p, e.hash, e.size, e.tree, e.executable) for p, e in sorted(outputs.items())))
+        if self.entries.get(action_id) != rec:
+            self.entries[action_id] = rec
+            self._changed = True
+
+    def save(self) -> None:
+        if self._changed:
+            with contextlib.suppress(OSError):
+                _write_atomic(self.path, marshal.dumps((SCHEMA, self.entries)))
+            self._changed = False
+
+
+def skip_unchanged(ex: Any, order: Sequence[Any], deps: Callable[[Any], list[Any]]) -> tuple[
+        list[Any], list[Any], Callable[[Any], list[Any]]]:
+    """Do, in order and without the scheduler, every action of *order*
+    whose inputs are the ones *ex*'s action log has for it: its key and
+    outputs are the logged ones, once the action cache still holds that
+    result (same size) and the store its outputs, as on the cache's path
+    (an output the user asked for is re-hashed). What is left, and
+    everything after it, goes to the scheduler. Returns the actions done,
+    those left and their dependencies among those left."""
+    if ex.log is None:
+        return [], list(order), deps
+    from hermetic.errors import HermeticError
+    from hermetic.events import ActionFinished
+
+    log, arts, store, done = ex.log, ex.artifacts, ex.store, []
+    entries, sources = arts.entries, arts.sources
+    for a in order:
+        ins = []
+        for i in a.key_inputs:
+            e = entries.get(i.path)
+            if e is None:
+                if i.path not in sources:
+                    break  # made by an action that has to run
+                try:
+                    e = arts.entry(i)
+                except HermeticError:
+                    break  # the scheduled run says what is wrong
+            ins.append(e)
+        else:
+            hit = log.lookup(a.id, fingerprint(ins))
+            if hit is None:
+                continue
+            key, size, outputs = hit
+            if store.action_size(key) != size or not all(store.has_blob(e.digest) for e in outputs.values()):
+                continue
+            if ex.goals.intersection(outputs) and not arts.intact(ex.goals, outputs):
+                continue
+            arts.record(outputs, key)
+            ex.keys[a.id] = key
+            ex.where[a.id] = "cache"
+            ex.seconds[a.id] = 0.0
+            nbytes = ex.out_bytes[a.id] = sum(e.size for e in outputs.values())
+            done.append(a)
+            ex.report(ActionFinished(a, True, len(done), len(order), key, 0.0, nbytes, False, "cache"))
+    if not done:
+        return done, list(order), deps
+    ids = {a.id for a in done}
+    return done, [a for a in order if a.id not in ids], lambda a: [d for d in deps(a) if d.id not in ids]
+
+
+def update_log(ex: Any, ran: Sequence[Any]) -> None:
+    """Log what the scheduled actions of *ex* turned out to be (those that
+    ended well, with every output and their action-cache entry here)."""
+    if ex.log is None:
+        return
+    entries = ex.artifacts.entries
+    remote_only = set(ex.artifacts.remote_only)
+    for a in ran:
+        key, fp = ex.keys.get(a.id), ex.fingerprints.get(a.id)
+        if key is None or fp is None or a.id not in ex.where:
+            continue
+        outs = {o.path: entries[o.path] for o in a.outputs if o.path in entries}
+        size = ex.store.action_size(key)
+        if size is not None and len(outs) == len(a.outputs) and not remote_only.intersection(outs):
+            ex.log.add(a.id, fp, key, size, outs)
+    ex.log.save()
+
+
+# -- the build record -----------------------------------------------------------------
+
+
+class BuildRecord:
+    """What one build of a set of targets into one output directory
+    depended on and delivered."""
+
+    def __init__(self, store_root: Path, name: Mapping[str, Any]) -> None:
+        self.path = Path(store_root) / DIR / "builds" / f"{_digest(name)[:32]}.json"
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+    def write(self, data: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            _write_atomic(self.path, json.dumps({**data, "schema": SCHEMA}).encode())
+
+    def drop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def delivered_files(paths: Iterable[Path]) -> dict[str, list[Any] | None]:
+    """Every file under *paths* (files or trees) -> its stat signature."""
+    out: dict[str, list[Any] | None] = {}
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            for dirpath, _dirs, files in os.walk(p):
+                for name in files:
+                    f = os.path.join(dirpath, name)
+                    out[f] = _stat_sig(f)
+            out[str(p)] = ["dir", sorted(os.listdir(p))]
+        else:
+            out[str(p)] = _stat_sig(str(p))
+    return out
+
+
+def still_delivered(files: Mapping[str, Any]) -> bool:
+    for f, sig in files.items():
+        if sig and sig[0] == "dir":
+            try:
+                if sorted(os.listdir(f)) != sig[1]:
+                    return False
+            except OSError:
+                return False
+        elif sig is None or _stat_sig(f) != sig:
+            return False
+    return True
+
+
+def forget(store_root: Path) -> None:
+    """Drop every action log and build record (after blobs were collected)."""
+    import shutil
+
+    for sub in ("log", "builds"):
+        shutil.rmtree(Path(store_root) / DIR / sub, ignore_errors=True)
