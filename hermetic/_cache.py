@@ -71,6 +71,8 @@ class Store:
         self.cas = self.root / "cas"
         self.ac = self.root / "ac"
         self.tmp = self.root / "tmp"
+        self._cas, self._ac = str(self.cas), str(self.ac)
+        self._shards: set[Path] = set()
         for d in (self.cas, self.ac, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._digests: dict[str, list[Any]] | None = None
@@ -90,12 +92,19 @@ class Store:
 
     # -- blobs --------------------------------------------------------------
 
+    def _shard(self, d: Path) -> None:
+        """Make a fan-out directory (``cas/ab``, ``ac/ab``) once per process."""
+        if d not in self._shards:
+            d.mkdir(exist_ok=True)
+            self._shards.add(d)
+
     def blob_path(self, sha256: str) -> Path:
         return self.cas / sha256[:2] / sha256
 
     def has_blob(self, digest: Digest) -> bool:
-        try:
-            return os.stat(self.blob_path(digest.hash)).st_size == digest.size
+        h = digest.hash
+        try:  # a string path: the no-op and re-check paths ask this once per output
+            return os.stat(f"{self._cas}/{h[:2]}/{h}").st_size == digest.size
         except OSError:
             return False
 
@@ -128,12 +137,12 @@ class Store:
                     # a source changed mid-build (OpenSSL's Makefile then re-runs Configure)
                     os.utime(dest, ns=(time.time_ns(), os.stat(dest).st_mtime_ns))
                 return d
-            dest.parent.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
-            os.close(fd)
-            if move:
-                os.replace(path, tmp)
+            self._shard(dest.parent)
+            if move:  # linked into the store from where it is: no temporary file to create
+                tmp = str(path)
             else:
+                fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
+                os.close(fd)
                 shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
             self._install(tmp, dest, d)
@@ -173,7 +182,7 @@ class Store:
                 f.write(data)
             os.chmod(tmp, 0o444)
             dest = self.blob_path(d.hash)
-            dest.parent.mkdir(exist_ok=True)
+            self._shard(dest.parent)
             self._install(tmp, dest, d)
         except OSError as exc:
             with contextlib.suppress(Exception):
@@ -303,7 +312,7 @@ class Store:
     def action_size(self, key: str) -> int | None:
         """The size of *key*'s action-cache entry (None: there is none)."""
         try:
-            return self._ac_path(key).stat().st_size
+            return os.stat(f"{self._ac}/{key[:2]}/{key}").st_size
         except OSError:
             return None
 
@@ -355,7 +364,7 @@ class Store:
         env = {"sha256": hashlib.sha256(canonical_json(payload)).hexdigest(), "result": payload}
         p = self._ac_path(key)
         try:
-            p.parent.mkdir(exist_ok=True)
+            self._shard(p.parent)
             fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="ac.")
             with os.fdopen(fd, "wb") as f:
                 f.write(canonical_json(env))

@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 import attrs
 
 from hermetic import _profile
-from hermetic._artifacts import Artifacts
+from hermetic._artifacts import Artifacts, trash
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._history import History, ingredients, root_causes
-from hermetic._incremental import fingerprint, skip_unchanged, update_log
+from hermetic._incremental import fingerprint, from_log, update_log
 from hermetic._keys import ActionResult, Entry, action_key
 from hermetic._runners import Runners, RunResult
 from hermetic._scheduler import Finished, Scheduler
@@ -95,6 +95,7 @@ class Executor:
         #: the action log of this analysis (hermetic._incremental.ActionLog), or None
         self.log = log
         self.fingerprints: dict[str, str] = {}  # action id -> its inputs' fingerprint (with a log)
+        self.logged: set[str] = set()  # actions done from the log
 
     @property
     def entries(self) -> dict[str, Entry]:
@@ -227,18 +228,19 @@ class Executor:
                                        self.where.get(a.id, "local")))
 
         _profile.note_deps(order, deps)
-        skipped, rest, rest_deps = skip_unchanged(self, order, deps)
+        quick = (lambda a: from_log(self, a)) if self.log is not None else None
         try:
-            run = self.scheduler.run(rest, rest_deps, lambda a: _profile.traced(a, self._execute, self.where),
-                                     lambda f, n: finished(f, n + len(skipped)))
+            run = self.scheduler.run(order, deps, lambda a: _profile.traced(a, self._execute, self.where),
+                                     finished, quick)
         finally:
             if self.history is not None:
-                self.history.mark_cached(a.id for a in skipped)
+                self.history.mark_cached(self.logged)
                 self.history.save()
-            update_log(self, rest)
+            update_log(self, order)
+            trash.drain()  # no staging area outlives its build
         self.store.save_digests()
         extra = self._extra_executed
-        self.stats = BuildStats(run.executed + extra, run.cached - extra + len(skipped), len(run.failures),
+        self.stats = BuildStats(run.executed + extra, run.cached - extra, len(run.failures),
                                 run.skipped, run.seconds, len(self.remote_ids) - extra)
         if run.failures:
             first = run.failures[0]

@@ -4,11 +4,12 @@ log to diff.
 
 Under the store root::
 
-    explain/<2 hex>/<key>.json   an action key's ingredients, spelled out
-                                 (each input's digest, argv, env, toolchain
-                                 identities, ...): written once per key
-    history.db                   per action id (SQLite): its last key, the key before
-                                 that, the outcome and why it ran
+    history.db    SQLite, two tables: ``explain``, each action key's
+                  ingredients spelled out (each input's digest, argv, env,
+                  toolchain identities, ...), written once per key; and
+                  ``actions``, per action id its last key, the key before
+                  that, the outcome and why it ran. A build writes its rows
+                  in one transaction at its end.
 
 An action's *reasons* compare the ingredients of the key it has now with those
 of the key it had the last time it was built. An input made by another action
@@ -191,11 +192,12 @@ class History:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.explain_dir = self.root / "explain"
         self.path = self.root / "history.db"
         self._db: sqlite3.Connection | None = None
         self._old: dict[str, dict[str, Any] | None] = {}  # rows read, as of this build's start
         self._new: dict[str, Any] = {}
+        self._keep: dict[str, Mapping[str, Any]] = {}  # key -> ingredients, this build
+        self._empty: bool | None = None  # the table had no row when this build started
         self._lock = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection | None:
@@ -206,9 +208,11 @@ class History:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("CREATE TABLE IF NOT EXISTS actions (id TEXT PRIMARY KEY, outcome TEXT, entry TEXT)")
+                db.execute("CREATE TABLE IF NOT EXISTS explain (key TEXT PRIMARY KEY, ingredients TEXT)")
                 (version,) = db.execute("PRAGMA user_version").fetchone()
                 if version != VERSION:
                     db.execute("DELETE FROM actions")
+                    db.execute("DELETE FROM explain")
                     db.execute(f"PRAGMA user_version={VERSION}")
             except sqlite3.Error:
                 return None
@@ -218,7 +222,10 @@ class History:
     def _row(self, action_id: str) -> dict[str, Any] | None:
         if action_id not in self._old:
             db, found = self._conn(), None
-            if db is not None:
+            if self._empty is None and db is not None:  # a new store: no row to look for, ever
+                with contextlib.suppress(sqlite3.Error), self._lock:
+                    self._empty = db.execute("SELECT 1 FROM actions LIMIT 1").fetchone() is None
+            if db is not None and not self._empty:
                 with contextlib.suppress(sqlite3.Error, ValueError), self._lock:
                     row = db.execute("SELECT entry FROM actions WHERE id=?", (action_id,)).fetchone()
                     found = json.loads(row[0]) if row else None
@@ -251,23 +258,36 @@ class History:
         return self._new.get(action_id) or self._row(action_id)
 
     def ingredients_of(self, key: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self.explain_dir / key[:2] / f"{key}.json").read_text())
-        except (OSError, ValueError):
-            return None
+        if key in self._keep:
+            return dict(self._keep[key])
+        db, data = self._conn(), None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error, ValueError), self._lock:
+                row = db.execute("SELECT ingredients FROM explain WHERE key=?", (key,)).fetchone()
+                data = json.loads(row[0]) if row else None
         return data if isinstance(data, dict) else None
 
     def keep(self, key: str, ingr: Mapping[str, Any]) -> None:
-        """Store a key's ingredients (once; atomic)."""
-        dest = self.explain_dir / key[:2] / f"{key}.json"
-        if dest.exists():
-            return
-        with contextlib.suppress(OSError):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(ingr, f, sort_keys=True, separators=(",", ":"))
-            os.replace(tmp, dest)
+        """Keep a key's ingredients (written with the build's other rows)."""
+        with self._lock:
+            self._keep.setdefault(key, ingr)
+
+    def explained(self) -> set[str]:
+        """Every key whose ingredients are kept."""
+        db = self._conn()
+        if db is None:
+            return set()
+        with contextlib.suppress(sqlite3.Error):
+            return {k for (k,) in db.execute("SELECT key FROM explain")}
+        return set()
+
+    def forget(self, keys: Iterable[str]) -> None:
+        db = self._conn()
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error), self._lock:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("DELETE FROM explain WHERE key=?", [(k,) for k in keys])
+                db.execute("COMMIT")
 
     def reasons(self, action_id: str, key: str, ingr: Mapping[str, Any], *, cache_used: bool = True,
                 upstream: Mapping[str, tuple[str, list[dict[str, Any]]]] | None = None) -> list[dict[str, Any]]:
@@ -332,17 +352,20 @@ class History:
                 db.execute("COMMIT")
 
     def save(self) -> None:
-        """Write this build's records (only the rows it made)."""
-        if not self._new:
+        """Write this build's records (only the rows it made), in one transaction."""
+        if not self._new and not self._keep:
             return
         db = self._conn()
         if db is None:
             return
         with contextlib.suppress(sqlite3.Error), self._lock:
             db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR IGNORE INTO explain (key, ingredients) VALUES (?, ?)",
+                           [(k, json.dumps(v, sort_keys=True, separators=(",", ":"))) for k, v in self._keep.items()])
             db.executemany("INSERT OR REPLACE INTO actions (id, outcome, entry) VALUES (?, ?, ?)",
                            [(i, e["outcome"], json.dumps(e, sort_keys=True)) for i, e in self._new.items()])
             db.execute("COMMIT")
+            self._keep.clear()
 
 
 def prune(root: Path, live: set[str]) -> int:
@@ -350,12 +373,7 @@ def prune(root: Path, live: set[str]) -> int:
     (*live*) nor an action's last or previous key in the history."""
     h = History(root)
     keep = live | h.keys_in_use()
-    removed = 0
-    if not h.explain_dir.is_dir():
-        return 0
-    for sub in h.explain_dir.iterdir():
-        for f in sub.iterdir():
-            if f.name.removesuffix(".json") not in keep:
-                f.unlink(missing_ok=True)
-                removed += 1
-    return removed
+    gone = h.explained() - keep
+    if gone:
+        h.forget(gone)
+    return len(gone)

@@ -35,7 +35,7 @@ import os
 import pickle
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -253,54 +253,44 @@ class ActionLog:
             self._changed = False
 
 
-def skip_unchanged(ex: Any, order: Sequence[Any], deps: Callable[[Any], list[Any]]) -> tuple[
-        list[Any], list[Any], Callable[[Any], list[Any]]]:
-    """Do, in order and without the scheduler, every action of *order*
-    whose inputs are the ones *ex*'s action log has for it: its key and
-    outputs are the logged ones, once the action cache still holds that
-    result (same size) and the store its outputs, as on the cache's path
-    (an output the user asked for is re-hashed). What is left, and
-    everything after it, goes to the scheduler. Returns the actions done,
-    those left and their dependencies among those left."""
-    if ex.log is None:
-        return [], list(order), deps
+def from_log(ex: Any, a: Any) -> bool:
+    """Do action *a* from *ex*'s action log if its inputs are the logged
+    ones: its key and outputs are the logged ones once the action cache
+    still holds that result (same size) and the store its outputs, as on
+    the cache's path (an output the user asked for is re-hashed). No key
+    is computed, no thread is used: the scheduler asks this as *a* becomes
+    ready, so an unchanged subgraph costs one comparison per action and
+    early cutoff still stops a change where outputs come out the same."""
     from hermetic.errors import HermeticError
-    from hermetic.events import ActionFinished
 
-    log, arts, store, done = ex.log, ex.artifacts, ex.store, []
+    arts, store = ex.artifacts, ex.store
     entries, sources = arts.entries, arts.sources
-    for a in order:
-        ins = []
-        for i in a.key_inputs:
-            e = entries.get(i.path)
-            if e is None:
-                if i.path not in sources:
-                    break  # made by an action that has to run
-                try:
-                    e = arts.entry(i)
-                except HermeticError:
-                    break  # the scheduled run says what is wrong
-            ins.append(e)
-        else:
-            hit = log.lookup(a.id, fingerprint(ins))
-            if hit is None:
-                continue
-            key, size, outputs = hit
-            if store.action_size(key) != size or not all(store.has_blob(e.digest) for e in outputs.values()):
-                continue
-            if ex.goals.intersection(outputs) and not arts.intact(ex.goals, outputs):
-                continue
-            arts.record(outputs, key)
-            ex.keys[a.id] = key
-            ex.where[a.id] = "cache"
-            ex.seconds[a.id] = 0.0
-            nbytes = ex.out_bytes[a.id] = sum(e.size for e in outputs.values())
-            done.append(a)
-            ex.report(ActionFinished(a, True, len(done), len(order), key, 0.0, nbytes, False, "cache"))
-    if not done:
-        return done, list(order), deps
-    ids = {a.id for a in done}
-    return done, [a for a in order if a.id not in ids], lambda a: [d for d in deps(a) if d.id not in ids]
+    ins = []
+    for i in a.key_inputs:
+        e = entries.get(i.path)
+        if e is None:
+            if i.path not in sources:
+                return False
+            try:
+                e = arts.entry(i)
+            except HermeticError:
+                return False  # the scheduled run says what is wrong
+        ins.append(e)
+    hit = ex.log.lookup(a.id, fingerprint(ins))
+    if hit is None:
+        return False
+    key, size, outputs = hit
+    if store.action_size(key) != size or not all(store.has_blob(e.digest) for e in outputs.values()):
+        return False
+    if ex.goals.intersection(outputs) and not arts.intact(ex.goals, outputs):
+        return False
+    arts.record(outputs, key)
+    ex.keys[a.id] = key
+    ex.where[a.id] = "cache"
+    ex.seconds[a.id] = 0.0
+    ex.out_bytes[a.id] = sum(e.size for e in outputs.values())
+    ex.logged.add(a.id)
+    return True
 
 
 def update_log(ex: Any, ran: Sequence[Any]) -> None:
@@ -312,7 +302,7 @@ def update_log(ex: Any, ran: Sequence[Any]) -> None:
     remote_only = set(ex.artifacts.remote_only)
     for a in ran:
         key, fp = ex.keys.get(a.id), ex.fingerprints.get(a.id)
-        if key is None or fp is None or a.id not in ex.where:
+        if key is None or fp is None or a.id not in ex.where or a.id in ex.logged:
             continue
         outs = {o.path: entries[o.path] for o in a.outputs if o.path in entries}
         size = ex.store.action_size(key)

@@ -11,6 +11,7 @@ looks at caches nor schedules anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from hermetic import _profile
-from hermetic._artifacts import Artifacts, rmtree
+from hermetic._artifacts import Artifacts, rmtree, trash
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._keys import Entry
@@ -121,7 +122,7 @@ class SandboxRunner:
                 return self._run_in(action, artifacts, staging, (view, dirs[1], dirs[2]))
         finally:
             with _profile.phase("clean up"):
-                rmtree(staging)
+                trash.put(staging)
 
     def _stage(self, action: Action, artifacts: Artifacts, staging: Path) -> tuple[Path, Path, Path]:
         dirs = (staging / "in", staging / "out", staging / "work")
@@ -135,8 +136,11 @@ class SandboxRunner:
             if not out.is_tree and "/" in rel:
                 (dirs[1] / rel).parent.mkdir(parents=True, exist_ok=True)
         link = self.sandbox.name != "none"
+        made = {dirs[0]}
         for art in action.inputs:
-            artifacts.stage(art, dirs[0] / art.path, link=link)
+            dest = dirs[0] / art.path
+            _makedirs(dest.parent, made)
+            artifacts.stage(art, dest, link=link)
         for tc in action.toolchains:
             for name, script in tc.wrappers.items():
                 w = dirs[0] / tc.bin_dir / tc.wrapper_name(name)
@@ -247,6 +251,18 @@ class Runners:
         for art in action.needs:
             artifacts.ensure_local(art.path)
         return local.run(action, artifacts)
+
+
+def _makedirs(d: Path, made: set[Path]) -> None:
+    """``mkdir -p`` from the top, remembering what exists: staging one
+    action's inputs asks for the same parents again and again, and each
+    failed or repeated mkdir is a system call on a journaled disk."""
+    if d in made:
+        return
+    _makedirs(d.parent, made)
+    with contextlib.suppress(FileExistsError):
+        d.mkdir()
+    made.add(d)
 
 
 def _missing(action: Action, out: Artifact, argv: list[str], log: Path) -> ActionFailed:

@@ -6,6 +6,7 @@ is computed when it starts, from its inputs' actual bytes."""
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -53,10 +54,14 @@ class Scheduler:
         return max(1, min(action.cpus, self.jobs))
 
     def run(self, order: Sequence[Action], deps: Callable[[Action], list[Action]],
-            step: Callable[[Action], bool], finished: Callable[[Finished, int], None]) -> Schedule:
+            step: Callable[[Action], bool], finished: Callable[[Finished, int], None],
+            quick: Callable[[Action], bool] | None = None) -> Schedule:
         """Call ``step(action)`` (True if it ran, False if cached; raises
         HermeticError on failure) for each action once its dependencies are
-        done; ``finished(result, done_so_far)`` after each."""
+        done; ``finished(result, done_so_far)`` after each. *quick*: tried
+        first, here, as an action becomes ready; True means it is done
+        (cached) without a slot or a thread (an input-unchanged action of
+        the action log: most of a re-check)."""
         t0 = time.monotonic()
         waiting = {a.id: {d.id for d in deps(a)} for a in order}
         dependants: dict[str, list[str]] = {}
@@ -65,22 +70,41 @@ class Scheduler:
                 dependants.setdefault(d, []).append(aid)
         by_id = {a.id: a for a in order}
         rank = {a.id: i for i, a in enumerate(order)}
-        ready = sorted((aid for aid, ds in waiting.items() if not ds), key=rank.__getitem__)
+        ready = [(rank[aid], aid) for aid, ds in waiting.items() if not ds]
+        heapq.heapify(ready)
         running: dict[Future[bool], tuple[str, int]] = {}
         free = self.jobs
         failures: list[HermeticError] = []
         blocked: set[str] = set()
         done: list[str] = []
-        executed = cached = 0
+        counts = [0, 0]  # executed, cached
+        slow: set[str] = set()  # quick said no
+
+        def complete(a: Action, ran: bool) -> None:
+            done.append(a.id)
+            counts[not ran] += 1
+            finished(Finished(a, ran=ran), len(done))
+            for nxt in dependants.get(a.id, ()):
+                w = waiting[nxt]
+                w.discard(a.id)
+                if not w and nxt not in blocked:
+                    heapq.heappush(ready, (rank[nxt], nxt))
+
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             try:
                 while ready or running:
                     stop = failures and not self.keep_going
                     while ready and not stop:
-                        a = by_id[ready[0]]
+                        a = by_id[ready[0][1]]
+                        if quick is not None and a.id not in slow:
+                            if quick(a):
+                                heapq.heappop(ready)
+                                complete(a, False)
+                                continue
+                            slow.add(a.id)
                         if self.slots(a) > free and running:
                             break
-                        ready.pop(0)
+                        heapq.heappop(ready)
                         free -= self.slots(a)
                         running[pool.submit(step, a)] = (a.id, self.slots(a))
                     if not running:
@@ -98,15 +122,7 @@ class Scheduler:
                             blocked |= _downstream(aid, dependants)
                             finished(Finished(a, error=exc), len(done))
                             continue
-                        done.append(aid)
-                        executed += ran
-                        cached += not ran
-                        finished(Finished(a, ran=ran), len(done))
-                        for nxt in dependants.get(aid, ()):
-                            waiting[nxt].discard(aid)
-                            if not waiting[nxt] and nxt not in blocked:
-                                ready.append(nxt)
-                        ready.sort(key=rank.__getitem__)
+                        complete(a, ran)
             except BaseException:  # Ctrl-C, or a bug: stop every running action now
                 if self.on_interrupt is not None:
                     self.on_interrupt()
@@ -114,7 +130,7 @@ class Scheduler:
                 for f in running:
                     f.cancel()
                 raise
-        return Schedule(tuple(done), executed, cached, tuple(failures),
+        return Schedule(tuple(done), counts[0], counts[1], tuple(failures),
                         len(order) - len(done) - len(failures), time.monotonic() - t0)
 
 

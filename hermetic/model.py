@@ -192,10 +192,12 @@ class Action:
     #: the configuration directory of a target built for a platform other
     #: than the host's (same as in its output paths); "" otherwise
     config: str = ""
+    #: ``//pkg:name#Mnemonic[@config]``, unique in a build (made once: a
+    #: re-check of 100,000 actions asks for it millions of times)
+    id: str = attrs.field(init=False, eq=False, repr=False, order=False)
 
-    @property
-    def id(self) -> str:
-        return f"{self.owner}#{self.mnemonic}" + (f"@{self.config}" if self.config else "")
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.owner}#{self.mnemonic}" + (f"@{self.config}" if self.config else ""))
 
     @property
     def needs(self) -> tuple[Artifact, ...]:
