@@ -60,6 +60,8 @@ class RemoteConfig:
     upload_local_hits: bool = False
     #: a Remote Execution API endpoint (grpc:// or grpcs://) that runs actions
     executor: str | None = None
+    #: k of n: a remote result is used only if this many distinct trusted keys signed its outputs
+    min_signers: int = 1
 
     @property
     def scheme(self) -> str:
@@ -103,7 +105,8 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
             raise RemoteError(f"{user_file}: [remote] must be a table")
         take(section, str(user_file))
     take({"cache": env.get("HERMETIC_REMOTE_CACHE"), "upload": env.get("HERMETIC_REMOTE_UPLOAD"),
-          "executor": env.get("HERMETIC_REMOTE_EXECUTOR")}, "the environment")
+          "executor": env.get("HERMETIC_REMOTE_EXECUTOR"), "min_signers": env.get("HERMETIC_REMOTE_MIN_SIGNERS")},
+         "the environment")
     take(cli, "the command line")
     executor = merged.get("executor")
     if executor:
@@ -119,7 +122,7 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
         return None
     known = {"cache", "upload", "instance", "timeout", "token_env", "token_file", "tls_ca_file",
              "tls_client_cert", "tls_client_key", "trusted_keys", "signing_key", "max_errors", "upload_local_hits",
-             "executor"}
+             "executor", "min_signers"}
     for k in merged:
         if k not in known:
             raise RemoteError(f'{origin[k]}: unknown remote setting "{k}"',
@@ -158,9 +161,20 @@ def resolve(cli: Mapping[str, Any], workspace: Mapping[str, Any], where: str,
         max_errors = int(merged.get("max_errors", 3))
     except (TypeError, ValueError) as exc:
         raise RemoteError(f"remote timeout/max_errors must be numbers ({exc})") from exc
+    min_signers = merged.get("min_signers", 1)
+    if isinstance(min_signers, str) and min_signers.strip().isdigit():
+        min_signers = int(min_signers)
+    if isinstance(min_signers, bool) or not isinstance(min_signers, int) or min_signers < 1:
+        raise RemoteError(f'{origin["min_signers"]}: min_signers must be a whole number of at least 1, '
+                          f'not "{min_signers}"', hint="e.g. min_signers = 2 with two or more trusted_keys")
+    if min_signers > 1 and min_signers > len({k.name for k in trusted}):
+        raise RemoteError(f'{origin["min_signers"]}: min_signers = {min_signers} needs at least {min_signers} '
+                          f"trusted keys with distinct names, and {len(trusted)} are set"
+                          + (f' ({origin["trusted_keys"]})' if "trusted_keys" in origin else ""),
+                          hint="add the builders' public keys to trusted_keys (--trusted-key KEY, once per key)")
     return RemoteConfig(str(url).rstrip("/"), bool(upload), str(merged.get("instance", "")), timeout, token,
                         merged.get("tls_ca_file"), merged.get("tls_client_cert"), merged.get("tls_client_key"),
-                        trusted, signing, max_errors, upload_local_hits, executor or None)
+                        trusted, signing, max_errors, upload_local_hits, executor or None, min_signers)
 
 
 # -- transports ----------------------------------------------------------------
@@ -417,6 +431,9 @@ class RemoteStats:
     hits: int = 0
     misses: int = 0
     untrusted: int = 0
+    #: signed by some trusted keys, but fewer than min_signers (k of n)
+    short: int = 0
+    countersigned: int = 0
     corrupt: int = 0
     errors: int = 0
     uploads: int = 0
@@ -482,13 +499,43 @@ class RemoteCache:
     def lookup(self, key: str, material_size: int, label: str) -> dict[str, Any] | None:
         """The trusted result for *key*, or None. Output blobs are not
         downloaded here (see :meth:`fetch`)."""
+        found = self._envelope(key, material_size, label)
+        if found is None:
+            return None
+        result, sigs = found["result"], found.get("signatures", [])
+        keys, k = self.config.trusted_keys, self.config.min_signers
+        if keys:
+            v = _signing.verdict(key, result, sigs, keys)
+            if len(v.agree) < k:
+                with self._lock:
+                    if v.agree:
+                        self.stats.short += 1
+                    else:
+                        self.stats.untrusted += 1
+                if not v.agree and not v.disagree:
+                    why = "is not signed by a trusted key"
+                else:
+                    why = v.describe(k)
+                self._note_once(f"untrusted:{label}", f"remote result for {label} {why}: ignored, building locally"
+                                if not v.agree and not v.disagree else
+                                f"remote result for {label} refused: {why}; building locally")
+                return None
+        with self._lock:
+            self.stats.hits += 1
+        return result  # type: ignore[no-any-return]
+
+    def _envelope(self, key: str, material_size: int, label: str, count: bool = True) -> dict[str, Any] | None:
+        """The remote's envelope for *key* (result and signatures), checked
+        against its digest and schema; None: none, or unusable. *count*: a
+        lookup (a miss is counted), not a writer's look before it writes."""
         if self.disabled:
             return None
         try:
             data = self.transport.get_ac(key, material_size)
             if data is None:
-                with self._lock:
-                    self.stats.misses += 1
+                if count:
+                    with self._lock:
+                        self.stats.misses += 1
                 return None
             envelope_digest = self._envelope_digest(data)
             ((_, raw),) = list(self.transport.read([envelope_digest]))
@@ -502,20 +549,13 @@ class RemoteCache:
             return self._corrupt(label, "its result record does not match its digest")
         try:
             env = json.loads(raw)
-            result, sigs = env["result"], env.get("signatures", [])
-            if env.get("schema") != SCHEMA or env.get("key") != key or not isinstance(result, dict):
+            result = env["result"]
+            if env.get("schema") != SCHEMA or env.get("key") != key or not isinstance(result, dict) or \
+                    not isinstance(env.get("signatures", []), list):
                 raise ValueError("not a result for this action")
         except (ValueError, KeyError, TypeError) as exc:
             return self._corrupt(label, f"its result record is malformed ({exc})")
-        if self.config.trusted_keys and not _signing.trusted(key, result, sigs, self.config.trusted_keys):
-            with self._lock:
-                self.stats.untrusted += 1
-            self._note_once(f"untrusted:{label}", f"remote result for {label} is not signed by a trusted key: "
-                                                  "ignored, building locally")
-            return None
-        with self._lock:
-            self.stats.hits += 1
-        return result
+        return env  # type: ignore[no-any-return]
 
     def _corrupt(self, label: str, why: str) -> None:
         with self._lock:
@@ -583,12 +623,61 @@ class RemoteCache:
         self.upload(key, material, {k: v for k, v in result.items() if k != "remote"}, label)
 
     def upload(self, key: str, material: bytes, result: dict[str, Any], label: str) -> None:
-        """Blobs first (what the remote lacks), then the signed result."""
+        """Blobs first (what the remote lacks), then the signed result. If
+        the remote already holds a result with the same outputs, this
+        builder reproduced it: its signature is added to that envelope
+        (countersigning) instead of replacing it. A different result is
+        replaced only if fewer than min_signers trusted keys vouch for it."""
         if self.disabled or not self.config.upload:
             return
-        envelope: dict[str, Any] = {"schema": SCHEMA, "key": key, "result": result, "signatures": []}
+        signatures: list[dict[str, Any]] = []
+        existing = self._envelope(key, len(material), label, count=False)
+        if existing is not None:
+            if existing["result"].get("outputs") == result.get("outputs"):
+                self.countersign(key, len(material), result, label, existing)  # (no key: nothing to add)
+                return
+            keys = self.config.trusted_keys
+            v = _signing.verdict(key, existing["result"], existing.get("signatures", []), keys)
+            if keys and len(v.agree) >= self.config.min_signers:
+                self.report(Note(f"remote result for {label} has other outputs than this build's and is "
+                                 f"{v.describe(self.config.min_signers)}: not replaced (hermetic verify "
+                                 "--against-cache names the difference)"))
+                return
         if self.config.signing_key is not None:
-            envelope["signatures"].append(_signing.sign(key, result, self.config.signing_key))
+            signatures.append(_signing.sign(key, result, self.config.signing_key))
+        self.put_envelope(key, len(material), result, signatures, label)
+
+    def countersign(self, key: str, material_size: int, result: dict[str, Any], label: str,
+                    existing: dict[str, Any] | None = None) -> str:
+        """Add this builder's signature to the remote's result for *key* if
+        its outputs are *result*'s (this builder made the same bytes).
+        Returns ``signed``, ``already`` (this key signed it before),
+        ``differs`` (other outputs: nothing signed), ``missing`` or ``no-key``."""
+        secret = self.config.signing_key
+        if secret is None:
+            return "no-key"
+        env = existing if existing is not None else self._envelope(key, material_size, label, count=False)
+        if env is None:
+            return "missing"
+        theirs = env["result"]
+        if theirs.get("outputs") != result.get("outputs"):
+            return "differs"
+        sigs = [s for s in env.get("signatures", []) if isinstance(s, dict)]
+        mine = _signing.verdict(key, theirs, sigs, [secret.public()])
+        if mine.agree:
+            return "already"
+        sigs.append(_signing.sign(key, theirs, secret))
+        if self.put_envelope(key, material_size, theirs, sigs, label):
+            with self._lock:
+                self.stats.countersigned += 1
+            return "signed"
+        return "missing"
+
+    def put_envelope(self, key: str, material_size: int, result: dict[str, Any],
+                     signatures: list[dict[str, Any]], label: str) -> bool:
+        """Write *result* with exactly *signatures* under *key* (its blobs
+        first). False: not written (a fault, or a blob this store lacks)."""
+        envelope: dict[str, Any] = {"schema": SCHEMA, "key": key, "result": result, "signatures": signatures}
         env_d = self.store.put_bytes(canonical_json(envelope))
         from hermetic._protos import remote_cache_pb2 as pb
 
@@ -614,15 +703,17 @@ class RemoteCache:
                 except OSError:
                     ok = False
                 if not ok:  # our own store lost or damaged it: nothing to share
-                    return
+                    return False
                 self.transport.write(d, path)
                 with self._lock:
                     self.stats.bytes_up += d.size
-            self.transport.put_ac(key, len(material), pb.ActionResult(output_files=files).SerializeToString())
+            self.transport.put_ac(key, material_size, pb.ActionResult(output_files=files).SerializeToString())
             with self._lock:
                 self.stats.uploads += 1
         except TransportError as exc:
             self._fault(exc, f"uploading {label}")
+            return False
+        return True
 
     def close(self) -> None:
         try:

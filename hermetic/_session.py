@@ -25,7 +25,8 @@ from hermetic._fetch import FetchResolver
 from hermetic._history import History
 from hermetic._plugins import Hooks, make_plugin_manager
 from hermetic.errors import HermeticError, SandboxError
-from hermetic.events import ActionFinished, BuildFinished, BuildStarted, Event, Report, VerifyBegun, ignore
+from hermetic.events import (ActionFinished, BuildFinished, BuildStarted, Event, Note, Report, VerifyBegun,
+                             ignore)
 from hermetic.fetch import FetcherRegistry
 from hermetic.model import Digest, Label, Platform
 from hermetic.rules import RuleRegistry
@@ -239,6 +240,10 @@ class Session:
                 stats = ex.execute(order, graph.deps)
             finally:
                 self._save_stats(ex, order, labels)
+                if remote is not None and remote.stats.short:
+                    self.report(Note(f"{remote.stats.short} remote result(s) fell short of min_signers = "
+                                     f"{remote.config.min_signers} (fewer trusted keys signed their outputs; "
+                                     "each is named above): built here"))
                 self.report(BuildFinished(ex.stats, len(order)))
             outputs: dict[Label, list[Path]] = {}
             if materialize:
@@ -282,7 +287,7 @@ class Session:
                 "goals": [[entries[g.path].hash, entries[g.path].size] for g in goals if g.path in entries],
                 "outputs": {str(label): [str(p) for p in paths] for label, paths in result.outputs.items()},
                 "files": delivered_files(p for paths in result.outputs.values() for p in paths),
-                "tests": list(result.test_summaries), "last_build": None}
+                "tests": list(result.test_summaries), "last_build": None, "signer": self._signer()}
         self._build_record(labels).write(data)
 
     def _unchanged_build(self, labels: Sequence[Label]) -> BuildResult | None:
@@ -300,7 +305,8 @@ class Session:
             return None
         stamp = self._analysis_cache(labels).valid_stamp(self._code_signature, self.ws.config.source_date_epoch,
                                                          _Now(self))
-        if stamp is None or stamp != rec["stamp"] or rec["sandbox"] != self.sandbox().profile():
+        if stamp is None or stamp != rec["stamp"] or rec["sandbox"] != self.sandbox().profile() or \
+                rec.get("signer") != self._signer():  # provenance is signed by another key now, or unsigned
             return None
         store = self.store
         with store.locked():
@@ -408,6 +414,11 @@ class Session:
                 signing_key=self.provenance_key)
         return written
 
+    def _signer(self) -> str | None:
+        """The public key that signs provenance beside the wheels (None: unsigned)."""
+        key = self.provenance_key
+        return str(key.public()) if key is not None else None
+
     @functools.cached_property
     def provenance_key(self) -> Any:
         """The key that signs provenance: the workspace's signing key (``--signing-key`` or
@@ -425,11 +436,28 @@ class Session:
         return {a.params["name"]: a.params["sha256"] for a in order if a.kind == "fetch"}
 
     def verify(self, labels: Sequence[Label], *, against_cache: bool = False, disabled: Sequence[str] = (),
-               diff_tool: str = "auto", no_deps: bool = False) -> Any:
+               diff_tool: str = "auto", no_deps: bool = False, sign: Path | None = None) -> Any:
         """Build *labels* (cache allowed), then rebuild every action of the
         closure without the cache and compare; see :mod:`hermetic._verify`.
-        *no_deps*: rebuild only the actions *labels* declare themselves."""
+        *no_deps*: rebuild only the actions *labels* declare themselves.
+        *sign* (with *against_cache*): this builder's signing key; every
+        remote result its rebuild reproduced gets its signature added
+        (countersigning), and the reference is any result at least one
+        trusted key signed, whatever ``min_signers`` says (it is what is
+        being checked)."""
         from hermetic._verify import Verifier, VerifyReport, conditions, variation_for
+
+        if sign is not None:
+            if not against_cache:
+                raise HermeticError("verify --sign needs --against-cache: a signature vouches that this "
+                                    "builder reproduced what the remote cache holds", reason="usage",
+                                    hint="hermetic verify TARGET --against-cache --remote-cache URL --sign KEY")
+            self.remote_cli.update(signing_key=str(sign), min_signers=1)
+            self._remote = None
+            if self.remote() is None or not self.remote().config.upload:
+                raise HermeticError("verify --sign adds signatures to a remote cache's results: no writable "
+                                    "remote cache is configured", reason="usage",
+                                    hint="--remote-cache URL (and not --remote-upload false)")
 
         analysis, graph = self.analyze(labels)
         goals = [a for files in analysis.top.values() for a in files]
@@ -478,8 +506,29 @@ class Session:
             first = next((v for v in verdicts if v.status == "differs"), None)
             if first is not None:
                 report.first_difference = verifier.explain(first)
+            if sign is not None:
+                report.countersigned = self._countersign(ref, verdicts)
             store.save_digests()
         return report
+
+    def _countersign(self, ref: Executor, verdicts: Sequence[Any]) -> dict[str, int]:
+        """Add this builder's signature to the remote's result of every
+        action its rebuild reproduced (a pinned download: whose bytes are
+        the pin); a result it could not reproduce is dropped from the local
+        store, so it is not used here either."""
+        remote, counts = self.remote(), {"signed": 0, "already": 0, "differs": 0, "missing": 0}
+        for v in verdicts:
+            if v.status == "differs":
+                self.store.drop_action(v.key)
+                counts["differs"] += 1
+                continue
+            if v.status not in ("reproducible", "pinned") or v.action.id not in ref.materials:
+                continue
+            outputs = {o.path: ref.entries[o.path].to_json() for o in v.action.outputs if o.path in ref.entries}
+            outcome = remote.countersign(v.key, len(ref.materials[v.action.id]), {"outputs": outputs},
+                                         v.action.describe())
+            counts[outcome if outcome in counts else "missing"] += 1
+        return counts
 
     def why(self, labels: Sequence[Label]) -> _answers.WhyReport:
         """Why each action of *labels*' closure ran (or not) in its last

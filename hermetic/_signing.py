@@ -2,16 +2,29 @@
 the manner of Nix's binary cache keys: a key has a name; the secret key file
 holds ``name:base64(seed)``, the public key is ``name:base64(public)``.
 
-A writer signs ``canonical_json({"key": action_key, "result": result})``.
-A reader with trusted public keys accepts a result only if one of its
-signatures verifies under a trusted key of the same name."""
+A signature (version 2) covers what reproduction can vouch for: the action
+key and the outputs (not the log, whose timings differ between builders),
+with the signer's name and the time it signed::
+
+    canonical_json({"v": 2, "key": action_key, "outputs": result["outputs"],
+                    "signer": name, "time": unix_seconds})
+
+and the record beside it says which outputs it is about (their digest), so
+a reader can tell a signer who vouched for *other* outputs from one who did
+not sign. An envelope keeps every signature: a builder that reproduces a
+result adds its own (countersigning), never replacing another's. A reader
+accepts a result when at least ``min_signers`` distinct trusted keys signed
+its outputs (k of n; version 1 signatures, over the whole result, still
+count)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,28 +113,85 @@ def generate(name: str, directory: Path) -> tuple[Path, PublicKey]:
 
 
 def message(key: str, result: dict[str, Any]) -> bytes:
+    """What a version 1 signature covered: the whole result."""
     return canonical_json({"key": key, "result": result})
 
 
-def sign(key: str, result: dict[str, Any], secret: SecretKey) -> dict[str, str]:
-    return {"key": secret.name, "sig": secret.sign(message(key, result))}
+def outputs_digest(result: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(result.get("outputs", {}))).hexdigest()
 
 
-def trusted(key: str, result: dict[str, Any], signatures: Sequence[dict[str, Any]],
-            keys: Sequence[PublicKey]) -> bool:
-    """Whether a signature by one of *keys* covers *result* for *key*."""
+def _message_v2(key: str, outputs: Any, signer: str, when: int) -> bytes:
+    return canonical_json({"v": 2, "key": key, "outputs": outputs, "signer": signer, "time": when})
+
+
+def sign(key: str, result: dict[str, Any], secret: SecretKey, when: int | None = None) -> dict[str, Any]:
+    """A signature record for *result*'s outputs under action *key*."""
+    when = int(time.time()) if when is None else when
+    return {"v": 2, "key": secret.name, "time": when, "outputs": outputs_digest(result),
+            "sig": secret.sign(_message_v2(key, result.get("outputs", {}), secret.name, when))}
+
+
+def _valid(key: str, result: dict[str, Any], s: Mapping[str, Any], pub: PublicKey) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    msg = message(key, result)
-    by_name = {k.name: k for k in keys}
-    for s in signatures:
-        pub = by_name.get(str(s.get("key", "")))
-        if pub is None:
-            continue
+    if s.get("v") == 2:
         try:
-            Ed25519PublicKey.from_public_bytes(pub.raw).verify(base64.b64decode(str(s.get("sig", ""))), msg)
-            return True
-        except (InvalidSignature, ValueError):
+            msg = _message_v2(key, result.get("outputs", {}), pub.name, int(s.get("time", 0)))
+        except (TypeError, ValueError):
+            return False
+    else:
+        msg = message(key, result)
+    try:
+        Ed25519PublicKey.from_public_bytes(pub.raw).verify(base64.b64decode(str(s.get("sig", ""))), msg)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+@attrs.frozen
+class Verdict:
+    """Who vouches for a result: trusted signers whose signature covers its
+    outputs (*agree*), trusted signers whose signature is about other
+    outputs (*disagree*: the result was changed after they signed), and
+    signatures by keys not trusted here (*unknown*)."""
+
+    agree: tuple[str, ...]
+    disagree: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+    def describe(self, needed: int) -> str:
+        agree = ", ".join(self.agree) or "no trusted key"
+        text = f"signed by {len(self.agree)} of the {needed} trusted keys required ({agree})"
+        if self.disagree:
+            text += f"; {', '.join(self.disagree)} signed other outputs for this action"
+        if self.unknown:
+            text += f"; not trusted here: {', '.join(self.unknown)}"
+        return text
+
+
+def verdict(key: str, result: dict[str, Any], signatures: Sequence[Mapping[str, Any]],
+            keys: Sequence[PublicKey]) -> Verdict:
+    by_name = {k.name: k for k in keys}
+    agree: dict[str, None] = {}
+    disagree: dict[str, None] = {}
+    unknown: dict[str, None] = {}
+    for s in signatures:
+        if not isinstance(s, Mapping):
             continue
-    return False
+        name = str(s.get("key", ""))
+        pub = by_name.get(name)
+        if pub is None:
+            unknown[name] = None
+        elif _valid(key, result, s, pub):
+            agree[name] = None
+        else:
+            disagree[name] = None
+    return Verdict(tuple(agree), tuple(d for d in disagree if d not in agree), tuple(unknown))
+
+
+def trusted(key: str, result: dict[str, Any], signatures: Sequence[dict[str, Any]],
+            keys: Sequence[PublicKey], min_signers: int = 1) -> bool:
+    """Whether at least *min_signers* distinct keys of *keys* signed *result*'s outputs for *key*."""
+    return len(verdict(key, result, signatures, keys).agree) >= min_signers

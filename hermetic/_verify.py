@@ -103,6 +103,9 @@ class VerifyReport:
     skipped: dict[str, str]
     verdicts: list[Verdict]
     first_difference: dict[str, Any] | None = None
+    #: with --sign: the remote's results this builder countersigned, by outcome
+    #: (signed, already, differs, missing); None without --sign
+    countersigned: dict[str, int] | None = None
 
     @property
     def reproducible(self) -> bool:
@@ -114,7 +117,8 @@ class VerifyReport:
             counts[v.status] = counts.get(v.status, 0) + 1
         return {"mode": self.mode, "targets": self.targets, "reproducible": self.reproducible,
                 "varied": self.applied, "not_varied": self.skipped, "counts": counts,
-                "actions": [v.to_json() for v in self.verdicts], "first_difference": self.first_difference}
+                "actions": [v.to_json() for v in self.verdicts], "first_difference": self.first_difference,
+                "countersigned": self.countersigned}
 
 
 class Verifier:

@@ -54,6 +54,8 @@ def _remote_options(p: argparse.ArgumentParser, *, executor: bool = False) -> No
     g.add_argument("--trusted-key", action="append", default=[], metavar="NAME:KEY",
                    help="accept only remote results signed by this key (repeatable)")
     g.add_argument("--signing-key", type=Path, metavar="FILE", help="sign uploaded results with this key")
+    g.add_argument("--min-signers", type=int, metavar="K", help="use a remote result only if K distinct trusted "
+                   "keys signed its outputs (k of n; default 1; also $HERMETIC_REMOTE_MIN_SIGNERS, min_signers =)")
 
 
 def _remote_cli(args: argparse.Namespace) -> dict[str, object]:
@@ -61,7 +63,7 @@ def _remote_cli(args: argparse.Namespace) -> dict[str, object]:
             "executor": getattr(args, "remote_executor", None),
             "upload_local_hits": args.remote_upload_local_hits,
             "timeout": args.remote_timeout, "trusted_keys": args.trusted_key,
-            "signing_key": str(args.signing_key) if args.signing_key else None}
+            "signing_key": str(args.signing_key) if args.signing_key else None, "min_signers": args.min_signers}
 
 
 def _display_options(p: argparse.ArgumentParser) -> None:
@@ -139,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("targets", nargs="+", metavar="TARGET")
     v.add_argument("--against-cache", action="store_true",
                    help="compare a plain local rebuild with the results the cache holds (like guix challenge)")
+    v.add_argument("--sign", type=Path, metavar="KEY",
+                   help="with --against-cache: add this signing key's signature to every remote result the "
+                        "rebuild reproduced (countersigning; readers can then require min_signers > 1)")
     v.add_argument("--no-vary", action="append", default=[], metavar="NAME",
                    choices=["root", "uid", "gid", "umask", "timezone", "locale", "hostname", "clock_offset",
                             "jobs", "shuffle_dirs"], help="keep this condition as in a normal build (repeatable)")
@@ -584,7 +589,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
                 if rs:
                     print(f"remote cache:   {rs['url']} ({'read-write' if rs['upload'] else 'read-only'})")
                     print(f"  hits {rs['hits']}, misses {rs['misses']}, untrusted {rs['untrusted']}, "
-                          f"corrupt {rs['corrupt']}, errors {rs['errors']}, uploads {rs['uploads']}")
+                          f"short of min_signers {rs.get('short', 0)}, corrupt {rs['corrupt']}, "
+                          f"errors {rs['errors']}, uploads {rs['uploads']}, "
+                          f"countersigned {rs.get('countersigned', 0)}")
                     print(f"  downloaded {rs['bytes_down'] / 1e6:.1f} MB, uploaded {rs['bytes_up'] / 1e6:.1f} MB")
                 rx = lb.get("remote_execution")
                 if rx:
@@ -748,7 +755,7 @@ def _verify(args: argparse.Namespace) -> ExitCode:
                      remote=_remote_cli(args))
         labels = s.parse_labels(args.targets)
         report = s.verify(labels, against_cache=args.against_cache,
-                          disabled=args.no_vary, diff_tool=args.diff_tool, no_deps=args.no_deps)
+                          disabled=args.no_vary, diff_tool=args.diff_tool, no_deps=args.no_deps, sign=args.sign)
     if recorder is not None:
         _write_report(args, s, labels, "reproducible" if report.reproducible else "not reproducible", t0,
                       recorder.events, verify=report)
@@ -758,6 +765,10 @@ def _verify(args: argparse.Namespace) -> ExitCode:
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     bad = [v for v in report.verdicts if v.status in ("differs", "failed")]
     out = sys.stderr if args.json else sys.stdout
+    if report.countersigned is not None:
+        c = report.countersigned
+        print(f"hermetic verify: countersigned {c['signed']} remote results ({c['already']} already signed by "
+              f"this key, {c['differs']} not reproduced: not signed, {c['missing']} not in the remote)", file=out)
     if not bad:
         print(f"hermetic verify: reproducible: {len(report.verdicts)} actions ({summary})", file=out)
         return ExitCode.OK

@@ -256,24 +256,46 @@ def _site_for_other_user(dest: Path, checkout: Path) -> Path:
 
 
 @pytest.mark.root
-def test_two_checkouts_two_users_two_times_one_wheel(warm_store):
+def test_two_checkouts_two_users_two_times_one_wheel_two_signatures(tmp_path, warm_store):
     """Issue 3, 1: the warm store's build (root, its own directory and empty
     cache, earlier) and a cold build by another uid in another directory with
-    another empty cache, now, give byte-identical wheels."""
+    another empty cache, now, give byte-identical wheels.
+
+    Issue 19, 1, on the same cold build (the one the suite pays for anyway):
+    CI seeds nginx from the warm store, signing with its key; the other
+    user trusts CI's key and its own with min_signers = 2, so none of CI's
+    results is used (each ran there); uploading what it made, it finds CI's
+    results with the same outputs and adds its signature. A third client
+    with an empty store then gets the wheel from nginx with zero executions."""
     import os
     import tempfile
+
+    from servers import Nginx
 
     python = os.path.realpath(sys._base_executable)  # type: ignore[attr-defined]
     if not _usable_by_others(python):
         pytest.fail(f"{python} cannot be run by other users; make the venv from Debian's /usr/bin/python3 "
                     "as scripts/setup.sh does")
+    keys = {}
+    for name in ("ci", "builder2"):
+        out = hermetic_cli("cache", "keygen", name, "--dir", str(tmp_path / "keys"), cwd=tmp_path).stdout
+        keys[name] = re.search(r"public key: (\S+)", out).group(1)
+    trust = ["--trusted-key", keys["ci"], "--trusted-key", keys["builder2"], "--min-signers", "2"]
+    srv = Nginx(tmp_path / "nginx").start()
     base = Path(tempfile.mkdtemp(prefix="hermetic-other-user-", dir="/tmp"))
     try:
+        remote = ["--remote-cache", srv.url]
+        ci = copy_workspace(tmp_path / "ci")
+        seeded = hermetic_cli("--cache-dir", str(warm_store), "build", FLAGSHIP, *remote, "--remote-upload-local-hits",
+                              "--signing-key", str(tmp_path / "keys" / "ci.secret"), cwd=ci)
+        assert _counts(seeded.stderr) == (0, N)
+
         base.chmod(0o755)
         ws = copy_workspace(base / "checkout")
         site = _site_for_other_user(base / "site", ws)
         home = base / "home"
         (home / "tmp").mkdir(parents=True)
+        shutil.copy(tmp_path / "keys" / "builder2.secret", home / "builder2.secret")
         for root in (ws, home):
             for p in [root, *root.rglob("*")]:
                 os.lchown(p, OTHER_UID, OTHER_UID)
@@ -281,16 +303,27 @@ def test_two_checkouts_two_users_two_times_one_wheel(warm_store):
                "TZ": "Pacific/Kiritimati", "PYTHONPATH": f"{ws}:{site}",
                "HERMETIC_CACHE_DIR": str(home / "cache")}
         proc = subprocess.run(["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
-                               "--", python, "-m", "hermetic", "build", FLAGSHIP], cwd=ws, env=env,
+                               "--", python, "-m", "hermetic", "build", FLAGSHIP, *remote, *trust,
+                               "--signing-key", str(home / "builder2.secret")], cwd=ws, env=env,
                               capture_output=True, text=True, timeout=1800, umask=0o027)
         assert proc.returncode == 0, proc.stderr
-        assert _counts(proc.stderr) == (N, 0)  # cold: nothing from any cache
+        assert _counts(proc.stderr) == (N, 0)  # cold: nothing from any cache, CI's results refused
+        assert f"{N} remote result(s) fell short of min_signers = 2" in proc.stderr, proc.stderr
+        last = json.loads((home / "cache" / "last-build.json").read_text())["remote"]
+        assert last["short"] == N and last["countersigned"] == N and last["hits"] == 0
         theirs = next((ws / "hermetic-out").rglob("*.whl"))
         assert theirs.stat().st_uid == OTHER_UID
         ours = next((warm_store.parent / "ws" / "hermetic-out").rglob("*.whl"))
         assert ours.stat().st_uid == 0 and ours.parent.parent != theirs.parent.parent
         assert _sha256(theirs) == _sha256(ours)
+
+        third = copy_workspace(tmp_path / "third")
+        got = hermetic_cli("--cache-dir", str(tmp_path / "third-cache"), "build", FLAGSHIP, *remote, *trust,
+                           "--remote-upload", "false", cwd=third)
+        assert build_counts(got.stderr) == (N, 0, N, N) and "refused" not in got.stderr, got.stderr
+        assert _sha256(next((third / "hermetic-out").rglob("*.whl"))) == _sha256(ours)
     finally:
+        srv.stop()
         shutil.rmtree(base)
 
 

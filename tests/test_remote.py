@@ -187,12 +187,126 @@ def test_only_trusted_signatures_are_used(tmp_path, nginx):
     carol = _member(tmp_path, "carol")
     assert _counts(_build(carol, *_remote(nginx), "--trusted-key", pub).stderr) == (0, 4, 4)
 
-    # a signature by a key nobody trusts counts for nothing
-    _build(_member(tmp_path, "evil"), *_remote(nginx), "--trusted-key", mallory_pub,
-           "--signing-key", str(keys / "mallory.secret"))
-    dave = _member(tmp_path, "dave")
+    # a signature by a key nobody trusts counts for nothing (other sources: results only mallory signed)
+    evil, dave = _member(tmp_path, "evil"), _member(tmp_path, "dave")
+    for ws in (evil, dave):
+        (ws / "hello.txt").write_text("hello mallory\n")
+    _build(evil, *_remote(nginx), "--trusted-key", mallory_pub, "--signing-key", str(keys / "mallory.secret"))
     proc = _build(dave, *_remote(nginx), "--trusted-key", pub, "--remote-upload", "false")
     assert _counts(proc.stderr) == (4, 0, 0)
+    # and mallory reproducing CI's results adds her signature beside CI's, never in its place
+    _build(_member(tmp_path, "evil2"), *_remote(nginx), "--trusted-key", mallory_pub,
+           "--signing-key", str(keys / "mallory.secret"))
+    assert _counts(_build(_member(tmp_path, "erin"), *_remote(nginx), "--trusted-key", pub).stderr) == (0, 4, 4)
+
+
+def _keys(tmp_path: Path, *names: str) -> dict[str, tuple[str, Path]]:
+    """name -> (public key, secret key file), made by `hermetic cache keygen`."""
+    out = {}
+    for name in names:
+        text = hermetic_cli("cache", "keygen", name, "--dir", str(tmp_path / "keys"), cwd=tmp_path).stdout
+        out[name] = (re.search(r"public key: (\S+)", text).group(1), tmp_path / "keys" / f"{name}.secret")
+    return out
+
+
+def _trust(keys: dict[str, tuple[str, Path]], k: int) -> list[str]:
+    return [*(a for pub, _ in keys.values() for a in ("--trusted-key", pub)), "--min-signers", str(k)]
+
+
+def test_two_of_two_signers_and_countersigning_by_reproduction(tmp_path, server):
+    """Issue 19, 1 (the small graph, on both servers): a result one trusted
+    key signed is not used under min_signers = 2; a second builder in
+    another directory with another store rebuilds, finds the same bytes and
+    countersigns; then a client with an empty store runs nothing."""
+    keys = _keys(tmp_path, "ci", "builder2")
+    ci = _build(_member(tmp_path, "ci"), *_remote(server), *_trust(keys, 1), "--signing-key", str(keys["ci"][1]))
+    assert _counts(ci.stderr) == (4, 0, 0)
+
+    bob = _member(tmp_path, "bob")
+    proc = _build(bob, *_remote(server), *_trust(keys, 2), "--remote-upload", "false")
+    assert _counts(proc.stderr) == (4, 0, 0)  # every action ran here
+    assert "remote result for Genrule //:upper refused: signed by 1 of the 2 trusted keys required (ci)" \
+        in proc.stderr, proc.stderr
+    assert "4 remote result(s) fell short of min_signers = 2" in proc.stderr
+    assert "short of min_signers 4" in _stats(bob)
+
+    b2 = _member(tmp_path, "builder2")
+    cache = ["--cache-dir", str(tmp_path / "builder2-cache")]
+    sign = ["verify", "//:all", "--against-cache", *_remote(server), *_trust(keys, 2), "--sign", str(keys["builder2"][1])]
+    first = hermetic_cli(*cache, *sign, "--json", cwd=b2)
+    report = json.loads(first.stdout)
+    assert report["reproducible"] and report["countersigned"] == {"signed": 4, "already": 0, "differs": 0,
+                                                                  "missing": 0}, first.stderr
+    assert {a["reference"] for a in report["actions"]} == {"cache"}  # it checked the remote's results
+    again = json.loads(hermetic_cli(*cache, *sign, "--json", cwd=b2).stdout)
+    assert again["countersigned"]["already"] == 4 and again["countersigned"]["signed"] == 0
+
+    carol = _member(tmp_path, "carol")
+    got = _build(carol, *_remote(server), *_trust(keys, 2), "--remote-upload", "false")
+    assert _counts(got.stderr) == (0, 4, 4) and "refused" not in got.stderr, got.stderr
+    assert (carol / "hermetic-out/all/all.txt").read_bytes() == (tmp_path / "ci/hermetic-out/all/all.txt").read_bytes()
+
+
+def test_a_poisoned_entry_signed_with_a_stolen_key_is_refused(tmp_path, nginx):
+    """Issue 19, 2: //:upper's result is swapped for other valid blobs and
+    signed again with one of the two trusted keys (stolen); the other
+    signer's record stays. Under min_signers = 2 it is refused, named with
+    who agrees and who does not; under one key it would have been used."""
+    from hermetic._cache import Store
+    from hermetic._remote import RemoteCache, resolve
+    from hermetic._signing import SecretKey, sign
+
+    keys = _keys(tmp_path, "ci", "builder2")
+    _build(_member(tmp_path, "ci"), *_remote(nginx), *_trust(keys, 1), "--signing-key", str(keys["ci"][1]))
+    hermetic_cli("--cache-dir", str(tmp_path / "b2-cache"), "verify", "//:all", "--against-cache", *_remote(nginx),
+                 *_trust(keys, 2), "--sign", str(keys["builder2"][1]), cwd=_member(tmp_path, "b2"))
+
+    key = json.loads((tmp_path / "ci-cache" / "last-build.json").read_text())["keys"]["//:upper#Genrule"]
+    attacker = RemoteCache(resolve({"cache": nginx.url}, {}, "test", env={}, user_file=tmp_path / "none"),
+                           Store(tmp_path / "attacker-store"))
+    honest = json.loads(urllib_get(f"{nginx.url}/cas/{_envelope_hash(nginx, key)}"))
+    assert sorted(s["key"] for s in honest["signatures"]) == ["builder2", "ci"]
+    forged = attacker.store.put_bytes(b"HELLO MALLORY\n")
+    result = dict(honest["result"], outputs={"out/upper/upper.txt": {"hash": forged.hash, "size": forged.size,
+                                                                     "tree": False, "x": False}})
+    stolen = SecretKey.load(keys["ci"][1])
+    kept = [s for s in honest["signatures"] if s["key"] == "builder2"]
+    assert attacker.put_envelope(key, 0, result, [sign(key, result, stolen), *kept], "poison")
+
+    bob = _member(tmp_path, "bob")
+    proc = _build(bob, *_remote(nginx), *_trust(keys, 2), "--remote-upload", "false")
+    assert ("remote result for Genrule //:upper refused: signed by 1 of the 2 trusted keys required (ci); "
+            "builder2 signed other outputs for this action") in proc.stderr, proc.stderr
+    assert _counts(proc.stderr) == (1, 3, 3)  # only //:upper ran here; its bytes match what both signed
+    assert (bob / "hermetic-out/all/all.txt").read_bytes() == (tmp_path / "ci/hermetic-out/all/all.txt").read_bytes()
+    # the same entry, trusted with one key: used, and the forged bytes are in the output
+    dave = _member(tmp_path, "dave")
+    _build(dave, *_remote(nginx), "--trusted-key", keys["ci"][0], "--remote-upload", "false")
+    assert b"HELLO MALLORY" in (dave / "hermetic-out/all/all.txt").read_bytes()
+
+
+def urllib_get(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read()  # type: ignore[no-any-return]
+
+
+def _envelope_hash(nginx: Nginx, key: str) -> str:
+    """The digest of the envelope nginx holds for *key* (its ActionResult names it)."""
+    from hermetic._protos import remote_cache_pb2
+    from hermetic._remote import RESULT_FILE
+
+    ar = remote_cache_pb2.ActionResult.FromString(urllib_get(f"{nginx.url}/ac/{key}"))
+    return next(f.digest.hash for f in ar.output_files if f.path == RESULT_FILE)
+
+
+def test_min_signers_needs_as_many_trusted_keys(tmp_path):
+    ws = _member(tmp_path, "dev")
+    proc = _build(ws, "--remote-cache", "http://127.0.0.1:9/c", "--trusted-key", "ci:" + "A" * 43 + "=",
+                  "--min-signers", "2", check=False)
+    assert proc.returncode != 0
+    assert "min_signers = 2 needs at least 2 trusted keys" in proc.stderr and "--trusted-key" in proc.stderr
 
 
 def test_remote_down_falls_back_once(tmp_path):
