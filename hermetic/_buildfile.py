@@ -185,7 +185,7 @@ class Workspace:
                 problems.append(BuildFileError(f"target {label} is declared twice (first at {prev})",
                                                where=where, reason="duplicate-target"))
                 continue
-            self.targets[label] = TargetDecl(label, rule, dict(table), where, attr_lines)
+            self.targets[label] = TargetDecl(label, rule, table, where, attr_lines)  # (tomllib's own dict)
         if problems:
             raise ExceptionGroup(f"{shown}: {len(problems)} problem(s)", problems)
 
@@ -220,6 +220,13 @@ class Workspace:
                 continue
             found.append(str(rel) if str(rel) != "." else "")
         return sorted(found)
+
+    def forget_targets(self) -> None:
+        """Drop every parsed declaration but the workspace's settings (after
+        analysis, on a large graph: they are half of its memory); a later
+        lookup parses its package again."""
+        self.targets.clear()
+        self._loaded.clear()
 
     def load_all(self) -> None:
         for p in self.all_packages():

@@ -90,7 +90,8 @@ class Executor:
         #: action id -> where it was done: cache, remote-cache, local, remote:<worker>
         self.where: dict[str, str] = {}
         self._extra_executed = 0  # remote hits whose outputs could not be downloaded
-        self._ingredients: dict[str, dict[str, Any]] = {}
+        #: action id -> its key's ingredients, until asked why it runs
+        self.ingredients: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         #: the action log of this analysis (hermetic._incremental.ActionLog), or None
         self.log = log
@@ -104,21 +105,18 @@ class Executor:
     # -- keys ------------------------------------------------------------------
 
     def key_of(self, action: Action) -> str:
+        # (one dict item set per action id: atomic, so no lock)
         inputs = {a.path: self.artifacts.entry(a) for a in action.key_inputs}
         if self.log is not None:
-            fp = fingerprint(inputs[a.path] for a in action.key_inputs)
-            with self._lock:
-                self.fingerprints[action.id] = fp
+            self.fingerprints[action.id] = fingerprint(inputs[a.path] for a in action.key_inputs)
         profile = self.sandbox_profile if action.kind == "run" else None
         sde = self.sde if action.kind == "run" else None
         key, material = action_key(action, inputs, profile, sde)
-        with self._lock:
+        if self.remote is not None or self.remote_executor is not None:  # only a remote reads them
             self.materials[action.id] = canonical_json(material)
         if self.history is not None:
-            ingr = ingredients(action, inputs, profile, sde)
+            ingr = self.ingredients[action.id] = ingredients(action, inputs, profile, sde)
             self.history.keep(key, ingr)
-            with self._lock:
-                self._ingredients[action.id] = ingr
         return key
 
     # -- one action -----------------------------------------------------------
@@ -261,7 +259,7 @@ def _reasons(ex: Executor, action: Action, key: str) -> list[dict[str, Any]]:
         producer = ex.producer(art.path)
         if producer is not None and producer.id in ex.why:
             upstream[art.path] = (producer.describe(), root_causes(ex.why[producer.id]))
-    return ex.history.reasons(action.id, key, ex._ingredients.get(action.id, {}),
+    return ex.history.reasons(action.id, key, ex.ingredients.pop(action.id, {}),
                                 cache_used=ex.use_cache, upstream=upstream)
 
 

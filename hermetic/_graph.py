@@ -59,14 +59,18 @@ class ActionGraph:
             self.actions[a.id] = a
             for o in a.outputs:
                 self.producer[o.path] = a
-        self.preds: dict[str, set[str]] = {}
-        self.succs: dict[str, set[str]] = {i: set() for i in self.actions}
+        preds: dict[str, set[str]] = {}
+        succs: dict[str, set[str]] = {i: set() for i in self.actions}
         for a in self.actions.values():
             ps = {p.id for p in (self.producer.get(i.path) for i in a.needs) if p is not None}
-            self.preds[a.id] = ps
+            preds[a.id] = ps
             for p in ps:
-                self.succs[p].add(a.id)
-        cyc = _cycle({i: sorted(ps) for i, ps in self.preds.items()})
+                succs[p].add(a.id)
+        # kept as sorted tuples: a set costs four times a small tuple, twice per action
+        self.preds: dict[str, tuple[str, ...]] = {i: tuple(sorted(ps)) for i, ps in preds.items()}
+        self.succs: dict[str, tuple[str, ...]] = {i: tuple(sorted(ss)) for i, ss in succs.items()}
+        del preds, succs
+        cyc = _cycle(dict(self.preds))
         if cyc is not None:
             raise CycleError("action cycle: " + " -> ".join(cyc))
 
@@ -84,7 +88,7 @@ class ActionGraph:
             if n not in need:
                 need.add(n)
                 stack.extend(self.preds[n])
-        indegree = {n: len(self.preds[n] & need) for n in need}
+        indegree = {n: sum(1 for p in self.preds[n] if p in need) for n in need}
         ready = [n for n, d in indegree.items() if d == 0]
         heapq.heapify(ready)
         order = []
@@ -99,7 +103,7 @@ class ActionGraph:
         return order
 
     def deps(self, action: Action) -> list[Action]:
-        return [self.actions[i] for i in sorted(self.preds[action.id])]
+        return [self.actions[i] for i in self.preds[action.id]]
 
     def digraph(self, actions: list[Action], status: dict[str, str] | None = None) -> Any:
         """*actions* and the edges between them as a networkx DiGraph whose

@@ -33,6 +33,8 @@ from typing import Any
 from hermetic.model import Action, sha256_json
 
 VERSION = 1
+#: records and ingredients held before they are written
+BATCH = 2000
 
 
 def ingredients(action: Action, inputs: Mapping[str, Any], sandbox_profile: Any, sde: int | None) -> dict[str, Any]:
@@ -268,9 +270,13 @@ class History:
         return data if isinstance(data, dict) else None
 
     def keep(self, key: str, ingr: Mapping[str, Any]) -> None:
-        """Keep a key's ingredients (written with the build's other rows)."""
+        """Keep a key's ingredients (written with the build's other rows,
+        in batches: a large build does not hold them all)."""
         with self._lock:
             self._keep.setdefault(key, ingr)
+            full = len(self._keep) + len(self._new) >= BATCH
+        if full:
+            self.save()
 
     def explained(self) -> set[str]:
         """Every key whose ingredients are kept."""
@@ -327,6 +333,8 @@ class History:
             self._new[action.id]["where"] = where
         if log is not None:
             self._new[action.id]["log"] = log
+        if len(self._keep) + len(self._new) >= BATCH:
+            self.save()
 
     def mark_cached(self, ids: Iterable[str]) -> None:
         """Record that *ids* came from the cache in this build with the key
@@ -358,14 +366,16 @@ class History:
         db = self._conn()
         if db is None:
             return
+        with self._lock:
+            keep, new = self._keep, self._new
+            self._keep, self._new = {}, {}
         with contextlib.suppress(sqlite3.Error), self._lock:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT OR IGNORE INTO explain (key, ingredients) VALUES (?, ?)",
-                           [(k, json.dumps(v, sort_keys=True, separators=(",", ":"))) for k, v in self._keep.items()])
+                           [(k, json.dumps(v, sort_keys=True, separators=(",", ":"))) for k, v in keep.items()])
             db.executemany("INSERT OR REPLACE INTO actions (id, outcome, entry) VALUES (?, ?, ?)",
-                           [(i, e["outcome"], json.dumps(e, sort_keys=True)) for i, e in self._new.items()])
+                           [(i, e["outcome"], json.dumps(e, sort_keys=True)) for i, e in new.items()])
             db.execute("COMMIT")
-            self._keep.clear()
 
 
 def prune(root: Path, live: set[str]) -> int:

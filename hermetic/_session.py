@@ -136,6 +136,9 @@ class Session:
             analysis = analyzer.run(loaded, labels, self.platform)
             made.append(analysis)
             result = self._analyses[tuple(labels)] = (analysis, ActionGraph(analysis.actions))
+            if len(analysis.actions) >= inc.FREEZE_AT:
+                del loaded
+                self.ws.forget_targets()
         if cache is not None:
             reads = inc.Reads()
             reads.build_files = dict(self.ws.build_files)

@@ -8,6 +8,8 @@ no file: the engine does that later, with caching and sandboxing.
 
 from __future__ import annotations
 
+import weakref
+
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar, final
@@ -215,7 +217,9 @@ class Actions:
     """``ctx.actions``: how a rule declares work."""
 
     def __init__(self, ctx: RuleContext) -> None:
-        self._ctx = ctx
+        # not a reference cycle: a graph of 100,000 targets is analysed with the
+        # cyclic collector paused, and each context would outlive its analysis
+        self._ctx = weakref.proxy(ctx)
 
     def run(
         self,

@@ -1,0 +1,232 @@
+"""Issue 18: re-checking an unchanged workspace costs next to nothing, and
+is never wrong when something changed. Each way the analysis cache, the
+action log or the build record could be stale has a test: a BUILD file, a
+source, a glob's match set, a client environment variable, a toolchain,
+the plugins' code, the output directory, the provenance signer."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from hermetic import _incremental
+from hermetic._session import Session
+from hermetic.hookspecs import hookimpl
+from hermetic.model import Toolchain
+from hermetic.testing import write_workspace
+
+BUILD = """
+[workspace]
+source_date_epoch = 1767225600
+
+["//:gen"]
+rule = "genrule"
+srcs = ["a.txt"]
+outs = ["gen.txt"]
+cmd = "tr a-z A-Z < $SRCS > $OUT/gen.txt"
+
+["//:same"]
+rule = "genrule"
+srcs = [":gen"]
+outs = ["same.txt"]
+cmd = "wc -c < $SRCS > $OUT/same.txt"
+
+["//:glob"]
+rule = "genrule"
+srcs = ["d/*.txt"]
+outs = ["glob.txt"]
+cmd = "cat $SRCS > $OUT/glob.txt"
+
+["//:env"]
+rule = "genrule"
+outs = ["env.txt"]
+cmd = "echo ${GREETING:-unset} > $OUT/env.txt"
+env_inherit = ["GREETING"]
+
+["//:all"]
+rule = "genrule"
+srcs = [":same", ":glob", ":env"]
+outs = ["all.txt"]
+cmd = "cat $SRCS > $OUT/all.txt"
+"""
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return write_workspace(tmp_path / "ws", {"BUILD.toml": BUILD, "a.txt": "abc\n", "d/1.txt": "one\n"})
+
+
+def build(ws: Path, *, plugins=(), **kw):
+    s = Session(ws, cache_dir=ws.parent / "cache", sandbox="none", plugins=plugins, **kw)
+    r = s.build(s.parse_labels(["//:all"]))
+    return s, r
+
+
+def out(ws: Path) -> str:
+    return (ws / "hermetic-out/all/all.txt").read_text()
+
+
+def no_analysis(monkeypatch):
+    """Fail if anything analyses or loads an analysis (the no-op path must not)."""
+    def boom(*a, **k):
+        raise AssertionError("analysed on the no-op path")
+
+    monkeypatch.setattr("hermetic._session.Analyzer.run", boom)
+    monkeypatch.setattr(_incremental.AnalysisCache, "load", boom)
+
+
+def test_an_unchanged_build_is_a_no_op_without_analysis(ws, monkeypatch):
+    _, first = build(ws)
+    assert first.stats.executed == 5
+    with monkeypatch.context() as m:
+        no_analysis(m)
+        _, again = build(ws)
+    assert (again.stats.executed, again.stats.cached) == (0, 5)
+    assert again.outputs and all(p.exists() for ps in again.outputs.values() for p in ps)
+    # a touched source with the same bytes is still unchanged
+    os.utime(ws / "a.txt", (time.time() + 5, time.time() + 5))
+    with monkeypatch.context() as m:
+        no_analysis(m)
+        assert build(ws)[1].stats.executed == 0
+
+
+def test_an_edited_source_reruns_exactly_what_it_changes(ws, monkeypatch):
+    build(ws)
+    (ws / "a.txt").write_text("xyz\n")  # same length: //:same's output does not change (early cutoff)
+    s, r = build(ws)
+    ran = {a for a, where in s.executor.where.items() if where == "local"}
+    assert ran == {"//:gen#Genrule", "//:same#Genrule"}
+    assert "XYZ" not in out(ws) and out(ws).startswith("4\n")
+    (ws / "a.txt").write_text("longer\n")
+    s, r = build(ws)
+    assert {a for a, w in s.executor.where.items() if w == "local"} == {"//:gen#Genrule", "//:same#Genrule",
+                                                                         "//:all#Genrule"}
+    assert out(ws).startswith("7\n")
+
+
+def test_an_edited_build_file_is_analysed_again(ws):
+    build(ws)
+    (ws / "BUILD.toml").write_text(BUILD.replace("echo ${GREETING:-unset}", "echo changed-${GREETING:-unset}"))
+    s, r = build(ws)
+    assert {a for a, w in s.executor.where.items() if w == "local"} == {"//:env#Genrule", "//:all#Genrule"}
+    assert "changed-unset" in out(ws)
+
+
+def test_a_new_file_matching_a_glob_is_seen(ws):
+    build(ws)
+    (ws / "d" / "2.txt").write_text("two\n")
+    s, r = build(ws)
+    assert "two" in out(ws) and r.stats.executed == 2
+    (ws / "d" / "2.txt").unlink()
+    assert "two" not in (build(ws), out(ws))[1]
+
+
+def test_a_client_environment_variable_a_rule_reads(ws, monkeypatch):
+    build(ws)
+    monkeypatch.setenv("GREETING", "hello")
+    s, r = build(ws)
+    assert "hello" in out(ws) and r.stats.executed == 2
+    monkeypatch.delenv("GREETING")
+    assert "unset" in (build(ws), out(ws))[1]
+
+
+class FakeToolchain:
+    """A toolchain plugin whose identity can change between builds (a host
+    compiler upgraded): the same object, so the code signature is the same."""
+
+    def __init__(self) -> None:
+        self.version = "1.0"
+
+    @hookimpl
+    def hermetic_toolchain(self, kind, target, host, cache_dir):
+        if kind == "fake":
+            return Toolchain("fake", {"fake": "/bin/true"}, {"fake": self.version})
+        return None
+
+
+def test_a_changed_toolchain_is_resolved_again(ws):
+    (ws / "BUILD.toml").write_text(BUILD.replace('env_inherit = ["GREETING"]',
+                                                 'env_inherit = ["GREETING"]\ntoolchains = ["fake"]'))
+    tc = FakeToolchain()
+    build(ws, plugins=[tc])
+    assert build(ws, plugins=[tc])[1].stats.executed == 0
+    tc.version = "2.0"
+    s, r = build(ws, plugins=[tc])
+    assert {a for a, w in s.executor.where.items() if w == "local"} == {"//:env#Genrule"}
+
+
+def test_edited_plugin_code_is_analysed_again(ws, tmp_path, monkeypatch):
+    """A rule's code changes (a plugin upgraded or edited): its file's
+    signature is in the stamp, so the old analysis is not used."""
+    import importlib.util
+    import sys
+
+    plugin = tmp_path / "plug" / "myrule.py"
+    plugin.parent.mkdir()
+    source = ('from hermetic.hookspecs import hookimpl\nfrom hermetic.rules import DefaultInfo, attr\n'
+              'def impl(ctx):\n    o = ctx.declare_output("r.txt")\n'
+              '    ctx.actions.run(["/bin/sh", "-c", "echo WORD > $OUT/r.txt"], outputs=[o], mnemonic="My")\n'
+              '    return [DefaultInfo((o,))]\n'
+              '@hookimpl\ndef hermetic_register_rules(registry):\n    registry.rule("myrule")(impl)\n')
+    plugin.write_text(source.replace("WORD", "first"))
+    (ws / "BUILD.toml").write_text(BUILD.replace('srcs = [":same", ":glob", ":env"]',
+                                                 'srcs = [":same", ":glob", ":env", ":mine"]')
+                                   + '\n["//:mine"]\nrule = "myrule"\n')
+
+    def load():
+        spec = importlib.util.spec_from_file_location("myrule", plugin)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["myrule"] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    monkeypatch.delitem(sys.modules, "myrule", raising=False)
+    build(ws, plugins=[load()])
+    assert "first" in out(ws)
+    plugin.write_text(source.replace("WORD", "second"))
+    os.utime(plugin, (time.time() + 5, time.time() + 5))  # a new mtime even within the clock's granularity
+    build(ws, plugins=[load()])
+    assert "second" in out(ws)
+
+
+def test_a_damaged_output_directory_is_delivered_again(ws, monkeypatch):
+    build(ws)
+    (ws / "hermetic-out/all/all.txt").write_text("tampered\n")
+    s, r = build(ws)
+    assert r.stats.executed == 0 and "tampered" not in out(ws)
+    (ws / "hermetic-out/all/all.txt").unlink()
+    build(ws)
+    assert (ws / "hermetic-out/all/all.txt").exists()
+
+
+def test_platform_and_output_dir_are_their_own_records(ws, tmp_path):
+    build(ws)
+    other = tmp_path / "elsewhere"
+    s, r = build(ws, output_dir=other)
+    assert r.stats.executed == 0 and (other / "all/all.txt").read_text() == out(ws)
+
+
+def test_gc_forgets_the_logs_and_records(ws):
+    from hermetic._cache import Store
+
+    build(ws)
+    root = ws.parent / "cache"
+    assert list((root / "incremental" / "builds").iterdir()) and list((root / "incremental" / "log").iterdir())
+    Store(root).gc(0)
+    assert not (root / "incremental" / "builds").exists() and not (root / "incremental" / "log").exists()
+    s, r = build(ws)
+    assert r.stats.executed == 5  # every blob was collected: everything runs again, nothing wrongly trusted
+
+
+def test_incremental_off_gives_the_same_result(ws):
+    build(ws)
+    first = out(ws)
+    (ws / "a.txt").write_text("qq\n")
+    build(ws, incremental=False)
+    plain = out(ws)
+    (ws / "a.txt").write_text("abc\n")
+    build(ws)
+    assert out(ws) == first and plain != first
