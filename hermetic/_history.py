@@ -187,6 +187,15 @@ def root_causes(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _entry(outcome: str | None, text: str) -> dict[str, Any]:
+    """A row as a record; the outcome column wins (mark_cached sets only it)."""
+    e = json.loads(text)
+    if outcome == "cached" and e.get("outcome") != "cached":
+        e.update(outcome="cached", reasons=[], seconds=None, where="cache")
+        e.pop("log", None)
+    return e  # type: ignore[no-any-return]
+
+
 class History:
     """The per-action history in one store: an SQLite table (one row per
     action id), so a build reads only the rows of the actions it runs and
@@ -229,8 +238,8 @@ class History:
                     self._empty = db.execute("SELECT 1 FROM actions LIMIT 1").fetchone() is None
             if db is not None and not self._empty:
                 with contextlib.suppress(sqlite3.Error, ValueError), self._lock:
-                    row = db.execute("SELECT entry FROM actions WHERE id=?", (action_id,)).fetchone()
-                    found = json.loads(row[0]) if row else None
+                    row = db.execute("SELECT outcome, entry FROM actions WHERE id=?", (action_id,)).fetchone()
+                    found = _entry(*row) if row else None
             self._old[action_id] = found if isinstance(found, dict) else None
         return self._old[action_id]
 
@@ -239,7 +248,7 @@ class History:
         if db is None:
             return {}
         with contextlib.suppress(sqlite3.Error):
-            return {i: json.loads(e) for i, e in db.execute("SELECT id, entry FROM actions")}
+            return {i: _entry(o, e) for i, o, e in db.execute("SELECT id, outcome, entry FROM actions")}
         return {}
 
     def outcomes(self) -> dict[str, str]:
@@ -339,25 +348,15 @@ class History:
     def mark_cached(self, ids: Iterable[str]) -> None:
         """Record that *ids* came from the cache in this build with the key
         they had (an unchanged subgraph the build skipped without looking at
-        each action): only rows that said otherwise are rewritten."""
+        each action): one UPDATE of the outcome column, which overrides the
+        stored record's outcome when read (its time stays when it last ran)."""
+        wanted = json.dumps(list(ids))
         db = self._conn()
-        if db is None:
+        if db is None or wanted == "[]":
             return
-        now, wanted = time.time(), set(ids)
-        if not wanted:
-            return
-        with contextlib.suppress(sqlite3.Error, ValueError), self._lock:
-            changed = []
-            for aid, text in db.execute("SELECT id, entry FROM actions WHERE outcome!='cached'").fetchall():
-                if aid in wanted:
-                    e = json.loads(text)
-                    e.update(outcome="cached", time=now, reasons=[], seconds=None, where="cache")
-                    e.pop("log", None)
-                    changed.append((json.dumps(e, sort_keys=True), aid))
-            if changed:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("UPDATE actions SET outcome='cached', entry=? WHERE id=?", changed)
-                db.execute("COMMIT")
+        with contextlib.suppress(sqlite3.Error), self._lock:
+            db.execute("UPDATE actions SET outcome='cached' WHERE outcome!='cached' AND id IN "
+                       "(SELECT value FROM json_each(?))", (wanted,))
 
     def save(self) -> None:
         """Write this build's records (only the rows it made), in one transaction."""
