@@ -135,6 +135,10 @@ def main() -> None:
     if bazel is None:
         raise SystemExit("bazel is not installed (apt-get install bazel-bootstrap)")
     version = subprocess.run([bazel, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    if "no_version" in version or not version:  # Debian's bootstrap build does not know its version
+        pkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "bazel-bootstrap"], capture_output=True,
+                             text=True, check=False).stdout.strip()
+        version = f"Bazel {pkg.split('+')[0]}" if pkg else "Bazel"
     with tempfile.TemporaryDirectory(prefix="hermetic-bazel-") as tmp_s:
         tmp = Path(tmp_s)
         small = compare(tmp, bazel, "small", BAZEL_BUILD, hermetic_build(), sources, ["//:main"], args.runs)

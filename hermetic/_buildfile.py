@@ -97,15 +97,21 @@ def _scan_lines(text: str) -> dict[str, tuple[int, dict[str, int]]]:
     return tables
 
 
+_WORKSPACE_HEADER = re.compile(r"^[ \t]*\[[ \t]*workspace[ \t]*[\].]", re.MULTILINE)
+
+
 def find_workspace(start: Path) -> Path:
     here = start.resolve()
     for d in (here, *here.parents):
         f = d / BUILD_FILE
         if f.is_file():
             try:
-                if "workspace" in tomllib.loads(f.read_text()):
+                text = f.read_text()
+                # a [workspace] header says it without parsing a root BUILD file of 1,000 targets
+                # twice (the loader parses it next); anything else is asked of the TOML parser
+                if _WORKSPACE_HEADER.search(text) or "workspace" in tomllib.loads(text):
                     return d
-            except (tomllib.TOMLDecodeError, OSError):
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
                 return d  # let the loader report the syntax error with a line
     raise HermeticError(
         f"no workspace found at or above {here}",
