@@ -25,6 +25,7 @@ Per size, each step in a process of its own (as a user's next command):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -36,8 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hermetic._session import Session  # noqa: E402
-from hermetic.testing import FakeSandbox  # noqa: E402
+
+from hermetic._session import Session
+from hermetic.testing import FakeSandbox
 
 WIDTH = 100
 
@@ -204,7 +206,7 @@ def main() -> None:
               f"{r['peak_mb']:>6.0f}MB | {r['recheck']:>7.2f}s {r['analysis']:>7.2f}s {r['leaf']:>8.2f}s "
               f"{r['leaf_ran']:>5.0f}/{r['leaf_expected']:<6} | {r['previous']:>7.2f}s "
               f"{r['previous'] / r['recheck']:>5.0f}x", flush=True)
-    for a, b in zip(rows, rows[1:]):
+    for a, b in itertools.pairwise(rows):
         k = b["n"] / a["n"]
         print(f"{a['n']} -> {b['n']} (x{k:g}): execute x{b['exec'] / a['exec']:.1f}, re-check "
               f"x{b['recheck'] / a['recheck']:.1f}, leaf edit x{b['leaf'] / a['leaf']:.1f}, "

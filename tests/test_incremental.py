@@ -96,12 +96,12 @@ def test_an_unchanged_build_is_a_no_op_without_analysis(ws, monkeypatch):
 def test_an_edited_source_reruns_exactly_what_it_changes(ws, monkeypatch):
     build(ws)
     (ws / "a.txt").write_text("xyz\n")  # same length: //:same's output does not change (early cutoff)
-    s, r = build(ws)
+    s, _r = build(ws)
     ran = {a for a, where in s.executor.where.items() if where == "local"}
     assert ran == {"//:gen#Genrule", "//:same#Genrule"}
     assert "XYZ" not in out(ws) and out(ws).startswith("4\n")
     (ws / "a.txt").write_text("longer\n")
-    s, r = build(ws)
+    s, _r = build(ws)
     assert {a for a, w in s.executor.where.items() if w == "local"} == {"//:gen#Genrule", "//:same#Genrule",
                                                                          "//:all#Genrule"}
     assert out(ws).startswith("7\n")
@@ -110,7 +110,7 @@ def test_an_edited_source_reruns_exactly_what_it_changes(ws, monkeypatch):
 def test_an_edited_build_file_is_analysed_again(ws):
     build(ws)
     (ws / "BUILD.toml").write_text(BUILD.replace("echo ${GREETING:-unset}", "echo changed-${GREETING:-unset}"))
-    s, r = build(ws)
+    s, _r = build(ws)
     assert {a for a, w in s.executor.where.items() if w == "local"} == {"//:env#Genrule", "//:all#Genrule"}
     assert "changed-unset" in out(ws)
 
@@ -118,7 +118,7 @@ def test_an_edited_build_file_is_analysed_again(ws):
 def test_a_new_file_matching_a_glob_is_seen(ws):
     build(ws)
     (ws / "d" / "2.txt").write_text("two\n")
-    s, r = build(ws)
+    _s, r = build(ws)
     assert "two" in out(ws) and r.stats.executed == 2
     (ws / "d" / "2.txt").unlink()
     assert "two" not in (build(ws), out(ws))[1]
@@ -127,7 +127,7 @@ def test_a_new_file_matching_a_glob_is_seen(ws):
 def test_a_client_environment_variable_a_rule_reads(ws, monkeypatch):
     build(ws)
     monkeypatch.setenv("GREETING", "hello")
-    s, r = build(ws)
+    _s, r = build(ws)
     assert "hello" in out(ws) and r.stats.executed == 2
     monkeypatch.delenv("GREETING")
     assert "unset" in (build(ws), out(ws))[1]
@@ -154,7 +154,7 @@ def test_a_changed_toolchain_is_resolved_again(ws):
     build(ws, plugins=[tc])
     assert build(ws, plugins=[tc])[1].stats.executed == 0
     tc.version = "2.0"
-    s, r = build(ws, plugins=[tc])
+    s, _r = build(ws, plugins=[tc])
     assert {a for a, w in s.executor.where.items() if w == "local"} == {"//:env#Genrule"}
 
 
@@ -195,7 +195,7 @@ def test_edited_plugin_code_is_analysed_again(ws, tmp_path, monkeypatch):
 def test_a_damaged_output_directory_is_delivered_again(ws, monkeypatch):
     build(ws)
     (ws / "hermetic-out/all/all.txt").write_text("tampered\n")
-    s, r = build(ws)
+    _s, r = build(ws)
     assert r.stats.executed == 0 and "tampered" not in out(ws)
     (ws / "hermetic-out/all/all.txt").unlink()
     build(ws)
@@ -205,7 +205,7 @@ def test_a_damaged_output_directory_is_delivered_again(ws, monkeypatch):
 def test_platform_and_output_dir_are_their_own_records(ws, tmp_path):
     build(ws)
     other = tmp_path / "elsewhere"
-    s, r = build(ws, output_dir=other)
+    _s, r = build(ws, output_dir=other)
     assert r.stats.executed == 0 and (other / "all/all.txt").read_text() == out(ws)
 
 
@@ -217,7 +217,7 @@ def test_gc_forgets_the_logs_and_records(ws):
     assert list((root / "incremental" / "builds").iterdir()) and list((root / "incremental" / "log").iterdir())
     Store(root).gc(0)
     assert not (root / "incremental" / "builds").exists() and not (root / "incremental" / "log").exists()
-    s, r = build(ws)
+    _s, r = build(ws)
     assert r.stats.executed == 5  # every blob was collected: everything runs again, nothing wrongly trusted
 
 
