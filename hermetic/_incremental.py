@@ -87,7 +87,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _stat_sig(path: str) -> list[Any] | None:
+def stat_sig(path: str) -> list[Any] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -119,14 +119,14 @@ def code_signature(modules: Iterable[Any]) -> str:
     sig: list[Any] = [sys.version, SCHEMA]
     for root in sorted(roots):
         if os.path.isfile(root):
-            sig.append([root, _stat_sig(root)])
+            sig.append([root, stat_sig(root)])
             continue
         for dirpath, dirnames, files in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
             for name in sorted(files):
                 if name.endswith(".py"):
                     p = os.path.join(dirpath, name)
-                    sig.append([p, _stat_sig(p)])
+                    sig.append([p, stat_sig(p)])
     return _digest(sig)
 
 
@@ -345,10 +345,10 @@ def delivered_files(paths: Iterable[Path]) -> dict[str, list[Any] | None]:
             for dirpath, _dirs, files in os.walk(p):
                 for name in files:
                     f = os.path.join(dirpath, name)
-                    out[f] = _stat_sig(f)
+                    out[f] = stat_sig(f)
             out[str(p)] = ["dir", sorted(os.listdir(p))]
         else:
-            out[str(p)] = _stat_sig(str(p))
+            out[str(p)] = stat_sig(str(p))
     return out
 
 
@@ -360,7 +360,7 @@ def still_delivered(files: Mapping[str, Any]) -> bool:
                     return False
             except OSError:
                 return False
-        elif sig is None or _stat_sig(f) != sig:
+        elif sig is None or stat_sig(f) != sig:
             return False
     return True
 

@@ -95,6 +95,7 @@ class Session:
         self.detailed = False
         #: labels -> the digest of their analysis's stamp (when kept)
         self.stamps: dict[tuple[Label, ...], str] = {}
+        self._stamp_checks: dict[tuple[Label, ...], str | None] = {}
 
     @property
     def store(self) -> Store:
@@ -121,7 +122,7 @@ class Session:
 
         cache = self._analysis_cache(labels) if self.incremental else None
         if cache is not None:
-            stamp = cache.valid_stamp(self._code_signature, self.ws.config.source_date_epoch, _Now(self))
+            stamp = self._valid_stamp(labels)
             hit = cache.load() if stamp else None
             if hit is not None:
                 self.stamps[tuple(labels)] = stamp
@@ -155,6 +156,16 @@ class Session:
 
         return AnalysisCache(self.cache_dir, {"root": str(self.root), "labels": [str(t) for t in labels],
                                               "platform": str(self.platform), "host": str(self.host)})
+
+    def _valid_stamp(self, labels: Sequence[Label]) -> str | None:
+        """The digest of *labels*' stored analysis stamp if it still holds;
+        checked once per session (the no-op check and the analysis that
+        follows when it fails ask the same question)."""
+        key = tuple(labels)
+        if key not in self._stamp_checks:
+            self._stamp_checks[key] = self._analysis_cache(labels).valid_stamp(
+                self._code_signature, self.ws.config.source_date_epoch, _Now(self))
+        return self._stamp_checks[key]
 
     @functools.cached_property
     def _code_signature(self) -> str:
@@ -299,15 +310,14 @@ class Session:
         everything is: the analysis's stamp holds, every source file has its
         digest, every delivered file is as delivered, the goals' blobs are
         in the store, no remote is configured. None: build."""
-        from hermetic._incremental import still_delivered
+        from hermetic._incremental import stat_sig, still_delivered
 
         t0 = time.monotonic()
         record = self._build_record(labels)
         rec = record.read()
         if rec is None or self.remote() is not None:
             return None
-        stamp = self._analysis_cache(labels).valid_stamp(self._code_signature, self.ws.config.source_date_epoch,
-                                                         _Now(self))
+        stamp = self._valid_stamp(labels)
         if stamp is None or stamp != rec["stamp"] or rec["sandbox"] != self.sandbox().profile() or \
                 rec.get("signer") != self._signer():  # provenance is signed by another key now, or unsigned
             return None
@@ -327,14 +337,14 @@ class Session:
             stats = BuildStats(0, n, 0, 0, time.monotonic() - t0, 0)
             self.report(BuildFinished(stats, n))
             last = self.store.root / "last-build.json"
-            if rec.get("last_build") is None or rec["last_build"] != _sig(last):
+            if rec.get("last_build") is None or rec["last_build"] != stat_sig(str(last)):
                 History(store.root).mark_cached(rec["keys"])
                 with contextlib.suppress(OSError):
                     last.write_text(json.dumps({
                         "time": time.time(), "actions": n, "executed": 0, "cached": n, "remote_hits": 0,
                         "failed": 0, "seconds": stats.seconds, "keys": rec["keys"], "workspace": str(self.root),
                         "targets": [str(t) for t in labels]}))
-                    rec["last_build"] = _sig(last)
+                    rec["last_build"] = stat_sig(str(last))
                     record.write(rec)
             store.save_digests()
         outputs = {Label.parse(label): [Path(p) for p in paths] for label, paths in rec["outputs"].items()}
@@ -757,13 +767,6 @@ def _owners(analysis: Any, graph: Any, labels: Sequence[Label]) -> set[Any]:
                 owners.add(producer.owner)
     return owners
 
-
-def _sig(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 class _Now:
