@@ -31,7 +31,6 @@ from hermetic.model import Action, Artifact, canonical_json
 from hermetic.sandbox import Sandbox, Variation
 
 
-
 @attrs.frozen
 class BuildStats:
     executed: int = 0
@@ -212,7 +211,8 @@ class Executor:
     # -- the whole graph --------------------------------------------------------
 
     def execute(self, order: Sequence[Action], deps: Callable[[Action], list[Action]]) -> BuildStats:
-        """Run *order* (topologically sorted) on the scheduler."""
+        """Run *order* (topologically sorted); those done before (_incremental.prune) count as cached."""
+        pre = len(self.logged)
 
         def finished(f: Finished, done: int) -> None:
             a, key = f.action, self.keys.get(f.action.id)
@@ -238,7 +238,7 @@ class Executor:
             trash.drain()  # no staging area outlives its build
         self.store.save_digests()
         extra = self._extra_executed
-        self.stats = BuildStats(run.executed + extra, run.cached - extra, len(run.failures),
+        self.stats = BuildStats(run.executed + extra, run.cached - extra + pre, len(run.failures),
                                 run.skipped, run.seconds, len(self.remote_ids) - extra)
         if run.failures:
             first = run.failures[0]

@@ -95,6 +95,8 @@ class Session:
         self.detailed = False
         #: labels -> the digest of their analysis's stamp (when kept)
         self.stamps: dict[tuple[Label, ...], str] = {}
+        #: the build record the no-op check found for this analysis, for the build to prune by
+        self._prior: dict[str, Any] | None = None
         self._stamp_checks: dict[tuple[Label, ...], str | None] = {}
 
     @property
@@ -249,9 +251,17 @@ class Session:
                           use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get,
                           history=History(store.root) if use_cache else None, remote_executor=executor,
                           local_jobs=self.jobs, log=log)
+            todo, deps = order, graph.deps
+            prior, self._prior = self._prior, None
+            if log is not None and prior is not None and prior["stamp"] == stamp:
+                from hermetic._incremental import prune
+
+                todo = prune(ex, order, graph, prior)  # only what is downstream of a change
+                ids = {a.id for a in todo}
+                deps = lambda a: [d for d in graph.deps(a) if d.id in ids]  # noqa: E731
             self.report(BuildStarted(len(order), labels))
             try:
-                stats = ex.execute(order, graph.deps)
+                stats = ex.execute(todo, deps)
             finally:
                 self._save_stats(ex, order, labels)
                 if remote is not None and remote.stats.short:
@@ -291,12 +301,13 @@ class Session:
                       goals: Sequence[Any], result: BuildResult) -> None:
         """What this build depended on and delivered, for the next one to
         find it all unchanged without analysing anything."""
-        from hermetic._incremental import delivered_files
+        from hermetic._incremental import delivered_files, source_state
 
-        entries, store = ex.artifacts.entries, self.store
+        entries, store, logged = ex.artifacts.entries, self.store, ex.log.entries
         data = {"stamp": stamp, "sandbox": ex.sandbox_profile, "actions": len(order), "keys": ex.keys,
-                "results": {k: store.action_size(k) for k in ex.keys.values()},
-                "sources": {str(host): entries[rel].hash for rel, host in ex.artifacts.sources.items()
+                "results": {k: logged[aid][2] if aid in ex.logged else store.action_size(k)
+                            for aid, k in ex.keys.items()},
+                "sources": {str(host): source_state(entries[rel]) for rel, host in ex.artifacts.sources.items()
                             if rel in entries},
                 "goals": [[entries[g.path].hash, entries[g.path].size] for g in goals if g.path in entries],
                 "outputs": {str(label): [str(p) for p in paths] for label, paths in result.outputs.items()},
@@ -310,7 +321,7 @@ class Session:
         everything is: the analysis's stamp holds, every source file has its
         digest, every delivered file is as delivered, the goals' blobs are
         in the store, no remote is configured. None: build."""
-        from hermetic._incremental import stat_sig, still_delivered
+        from hermetic._incremental import source_entry, source_state, stat_sig, still_delivered
 
         t0 = time.monotonic()
         record = self._build_record(labels)
@@ -318,15 +329,14 @@ class Session:
         if rec is None or self.remote() is not None:
             return None
         stamp = self._valid_stamp(labels)
-        if stamp is None or stamp != rec["stamp"] or rec["sandbox"] != self.sandbox().profile() or \
-                rec.get("signer") != self._signer():  # provenance is signed by another key now, or unsigned
+        if stamp is None or stamp != rec["stamp"] or rec["sandbox"] != self.sandbox().profile():
+            return None
+        self._prior = rec  # the build prunes what no change reaches by it
+        if rec.get("signer") != self._signer():  # provenance is signed by another key now, or unsigned
             return None
         store = self.store
         with store.locked():
-            try:
-                if any(store.source_digest(Path(host)).hash != h for host, h in rec["sources"].items()):
-                    return None
-            except OSError:
+            if any(source_state(source_entry(store, Path(host))) != h for host, h in rec["sources"].items()):
                 return None
             if not still_delivered(rec["files"]) or \
                     not all(store.has_blob(Digest(h, size)) for h, size in rec["goals"]) or \

@@ -230,3 +230,57 @@ def test_incremental_off_gives_the_same_result(ws):
     (ws / "a.txt").write_text("abc\n")
     build(ws)
     assert out(ws) == first and plain != first
+
+
+def scheduled_build(ws: Path, **kw):
+    """A build, and the ids of the actions its scheduler saw."""
+    from hermetic.events import ActionFinished
+
+    seen: list = []
+    s, r = build(ws, report=seen.append, **kw)
+    return s, r, {e.action.id for e in seen if isinstance(e, ActionFinished)}
+
+
+def test_a_leaf_edit_schedules_only_what_is_downstream(ws):
+    build(ws)
+    (ws / "d" / "1.txt").write_text("uno\n")
+    s, r, seen = scheduled_build(ws)
+    assert seen == {"//:glob#Genrule", "//:all#Genrule"}  # //:gen, //:same, //:env: the record's, unvisited
+    assert (r.stats.executed, r.stats.cached) == (2, 3) and "uno" in out(ws)
+    # every source is still recorded (and known to provenance), not only those the scheduled actions read
+    rec = s._build_record(s.parse_labels(["//:all"])).read()
+    assert {Path(h).name for h in rec["sources"]} == {"a.txt", "1.txt"}
+    assert set(rec["keys"]) == {f"//:{n}#Genrule" for n in ("gen", "same", "glob", "env", "all")}
+
+
+def test_a_missing_blob_an_edit_needs_is_made_again(ws):
+    from hermetic._cache import Store
+
+    s, _r = build(ws)
+    same = s.executor.artifacts.entries["out/same/same.txt"]
+    Store(ws.parent / "cache").blob_path(same.hash).unlink()  # //:all reads it once d/1.txt changes
+    (ws / "d" / "1.txt").write_text("uno\n")
+    s, _r, seen = scheduled_build(ws)
+    assert seen == {"//:same#Genrule", "//:glob#Genrule", "//:all#Genrule"}
+    assert s.executor.where["//:same#Genrule"] == "local" and out(ws).startswith("4\nuno\n")
+
+
+def test_a_log_newer_than_the_record_is_not_trusted(ws, tmp_path):
+    """Two output directories share one analysis and so one action log:
+    what another build logged since this record is not this record's."""
+    build(ws)
+    first = out(ws)
+    (ws / "a.txt").write_text("changed\n")
+    build(ws, output_dir=tmp_path / "other")  # logs //:gen with the new a.txt
+    (ws / "a.txt").write_text("abc\n")
+    (ws / "d" / "1.txt").write_text("one\n")  # touched, same bytes: the record of hermetic-out still holds
+    (ws / "hermetic-out/all/all.txt").unlink()  # ... but not its delivery: the no-op check says build
+    _s, r, seen = scheduled_build(ws)
+    assert "//:gen#Genrule" in seen and out(ws) == first and r.stats.executed == 0
+
+
+def test_a_source_made_executable_is_a_change(ws, monkeypatch):
+    build(ws)
+    (ws / "a.txt").chmod(0o755)  # the same bytes, another key: the executable bit is an input
+    s, _r = build(ws)
+    assert s.executor is not None and s.executor.where["//:gen#Genrule"] == "local"
