@@ -80,7 +80,16 @@ class ActionGraph:
 
     def closure(self, goals: Iterable[Artifact]) -> list[Action]:
         """The actions needed for *goals*, in a deterministic topological
-        order (lexicographically smallest ready action first)."""
+        order (lexicographically smallest ready action first); kept per set
+        of goals (the analysis cache keeps it with the graph)."""
+        goals = list(goals)
+        memo = self.__dict__.setdefault("_closures", {})
+        name = tuple(sorted(g.path for g in goals))
+        if name not in memo:
+            memo[name] = self._closure(goals)
+        return list(memo[name])
+
+    def _closure(self, goals: list[Artifact]) -> list[Action]:
         need: set[str] = set()
         stack = [p.id for p in (self.producer.get(art.path) for art in goals) if p is not None]
         while stack:

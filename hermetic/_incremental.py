@@ -235,6 +235,10 @@ class ActionLog:
         except (OSError, ValueError, EOFError, TypeError, IndexError):
             pass
         self._changed = False
+        #: every logged action's action-cache entry was looked at this build (prune); those
+        #: not found as logged are *stale*
+        self.sizes_checked = False
+        self.stale: set[str] = set()
 
     def lookup(self, action_id: str, fp: str) -> tuple[str, int, dict[str, Entry]] | None:
         """(key, size of its action-cache entry, outputs) if *fp* is the logged one."""
@@ -283,7 +287,8 @@ def from_log(ex: Any, a: Any) -> bool:
     if hit is None:
         return False
     key, size, outputs = hit
-    if store.action_size(key) != size or not all(store.has_blob(e.digest) for e in outputs.values()):
+    stale = a.id in ex.log.stale if ex.log.sizes_checked else store.action_size(key) != size
+    if stale or not all(store.has_blob(e.digest) for e in outputs.values()):
         return False
     if ex.goals.intersection(outputs) and not arts.intact(ex.goals, outputs):
         return False
@@ -381,9 +386,12 @@ def prune(ex: Any, order: Sequence[Any], graph: Any, record: Mapping[str, Any]) 
             arts.entries[rel] = e
     wanted = {a.id for a in order}
     seeds = []
+    stale = ex.log.stale
     for a in order:
         e = logged.get(a.id)
-        if e is None or e[1] != keys.get(a.id) or store.action_size(e[1]) != e[2] or \
+        if e is not None and store.action_size(e[1]) != e[2]:
+            stale.add(a.id)
+        if e is None or a.id in stale or e[1] != keys.get(a.id) or \
                 (changed and any(i.path in changed for i in a.key_inputs)):
             seeds.append(a.id)
     cone: set[str] = set()
@@ -416,6 +424,7 @@ def prune(ex: Any, order: Sequence[Any], graph: Any, record: Mapping[str, Any]) 
         need = sorted({p for n in fresh for p in graph.preds[n]} - cone - checked)
         checked.update(need)
         fresh = grow([p for p in need if not usable(p)])
+    ex.log.sizes_checked = True
     read = goal_makers | checked
     for a in order:
         if a.id in cone:

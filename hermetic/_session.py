@@ -139,6 +139,7 @@ class Session:
             analysis = analyzer.run(loaded, labels, self.platform)
             made.append(analysis)
             result = self._analyses[tuple(labels)] = (analysis, ActionGraph(analysis.actions))
+            result[1].closure(a for files in analysis.top.values() for a in files)  # kept with it
             if len(analysis.actions) >= inc.FREEZE_AT:
                 del loaded
                 self.ws.forget_targets()
@@ -258,7 +259,7 @@ class Session:
 
                 todo = prune(ex, order, graph, prior)  # only what is downstream of a change
                 ids = {a.id for a in todo}
-                deps = lambda a: [d for d in graph.deps(a) if d.id in ids]  # noqa: E731
+                deps = lambda a: [graph.actions[i] for i in graph.preds[a.id] if i in ids]  # noqa: E731
             self.report(BuildStarted(len(order), labels))
             try:
                 stats = ex.execute(todo, deps)
