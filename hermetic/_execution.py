@@ -94,7 +94,7 @@ class Executor:
         self._lock = threading.Lock()
         #: the action log of this analysis (hermetic._incremental.ActionLog), or None
         self.log = log
-        self.fingerprints: dict[str, str] = {}  # action id -> its inputs' fingerprint (with a log)
+        self.fingerprints: dict[str, bytes] = {}  # action id -> its inputs' fingerprint (with a log)
         self.logged: set[str] = set()  # actions done from the log
 
     @property

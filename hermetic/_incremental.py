@@ -38,14 +38,14 @@ import os
 import pickle
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hermetic._keys import Entry
 
 #: bump when a record's layout changes
-SCHEMA = 2
+SCHEMA = 3
 
 DIR = "incremental"
 
@@ -77,12 +77,17 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes | Callable[[IO[bytes]], Any]) -> None:
+    """*data* (or what the function *data* writes to the file: no copy of a
+    large record in memory) at *path*, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -189,10 +194,9 @@ class AnalysisCache:
     def load(self) -> Any:
         """The stored analysis, or None if it cannot be read."""
         try:
-            data = self.pickle_path.read_bytes()
             value: list[Any] = []
-            with gc_paused(lambda: len(value[0][0].actions) if value else 0):
-                value.append(pickle.loads(data))
+            with self.pickle_path.open("rb") as f, gc_paused(lambda: len(value[0][0].actions) if value else 0):
+                value.append(pickle.load(f))
             return value[0]
         except Exception:  # noqa: BLE001 -- a stale or damaged pickle is only a miss
             return None
@@ -201,23 +205,22 @@ class AnalysisCache:
         """Keep *value* with its stamp; its digest (None: it cannot be pickled)."""
         body = {"schema": SCHEMA, "code": code, "sde": sde, "reads": reads.to_json()}
         digest = _digest(body)
-        try:
-            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 -- a provider holding a lambda: analysis is not kept
-            return None
-        with contextlib.suppress(OSError):
-            _write_atomic(self.pickle_path, data)
+        try:  # streamed: a pickle of 100,000 actions in memory at once was the build's peak
+            _write_atomic(self.pickle_path, lambda f: pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL))
             _write_atomic(self.stamp_path, json.dumps({**body, "digest": digest}).encode())
-            return digest
-        return None
+        except Exception:  # noqa: BLE001 -- a provider holding a lambda, or no room: analysis is not kept
+            return None
+        return digest
 
 
 # -- the action log ----------------------------------------------------------------
 
 
-def fingerprint(entries: Iterable[Entry]) -> str:
-    """The inputs an action's key hashed, by content, in order."""
-    return "".join(e.hash + ("x" if e.executable else "") + ("t" if e.tree else "") for e in entries)
+def fingerprint(entries: Iterable[Entry]) -> bytes:
+    """The inputs an action's key hashed, by content, in order (a 16-byte
+    digest of them: one per action in memory and in the log)."""
+    text = "".join(e.hash + ("x" if e.executable else "") + ("t" if e.tree else "") for e in entries)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 class ActionLog:
@@ -226,7 +229,7 @@ class ActionLog:
 
     def __init__(self, store_root: Path, stamp: str, sandbox_profile: Any, sde: int) -> None:
         self.path = Path(store_root) / DIR / "log" / f"{_digest([stamp, sandbox_profile, sde])[:32]}"
-        self.entries: dict[str, tuple[str, str, int, tuple[tuple[Any, ...], ...]]] = {}
+        self.entries: dict[str, tuple[bytes, str, int, tuple[tuple[Any, ...], ...]]] = {}
         try:
             with gc_paused():
                 data = marshal.loads(self.path.read_bytes())
@@ -240,14 +243,14 @@ class ActionLog:
         self.sizes_checked = False
         self.stale: set[str] = set()
 
-    def lookup(self, action_id: str, fp: str) -> tuple[str, int, dict[str, Entry]] | None:
+    def lookup(self, action_id: str, fp: bytes) -> tuple[str, int, dict[str, Entry]] | None:
         """(key, size of its action-cache entry, outputs) if *fp* is the logged one."""
         hit = self.entries.get(action_id)
         if hit is None or hit[0] != fp:
             return None
         return hit[1], hit[2], {o[0]: Entry(o[1], o[2], o[3], o[4]) for o in hit[3]}
 
-    def add(self, action_id: str, fp: str, key: str, size: int, outputs: Mapping[str, Entry]) -> None:
+    def add(self, action_id: str, fp: bytes, key: str, size: int, outputs: Mapping[str, Entry]) -> None:
         rec = (fp, key, size, tuple((p, e.hash, e.size, e.tree, e.executable) for p, e in sorted(outputs.items())))
         if self.entries.get(action_id) != rec:
             self.entries[action_id] = rec
