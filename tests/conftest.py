@@ -4,10 +4,12 @@ contract is exactly that concurrent builds may share it."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -225,12 +227,22 @@ def copy_store(src: Path, dest: Path) -> Path:
     """A private copy of a store that other builds may be using right now:
     its results and blobs, not its staging area (``tmp/``: running actions'
     directories come and go), its tree checkouts (``trees/``: made again on
-    first use) or the hidden temporary files of writes in progress."""
+    first use) or the hidden temporary files of writes in progress. The
+    history database is copied with SQLite's backup API: a build writing to
+    it checkpoints its write-ahead log, so ``history.db-wal`` can vanish
+    between a directory listing and its copy."""
     def ignore(directory: str, names: list[str]) -> set[str]:
         skip = {n for n in names if n.startswith(".")}
-        return skip | ({"tmp", "trees"} & set(names) if Path(directory) == src else set())
+        if Path(directory) == src:
+            skip |= {"tmp", "trees"} & set(names)
+            skip |= {n for n in names if n.startswith("history.db")}
+        return skip
 
     shutil.copytree(src, dest, ignore=ignore)
+    if (src / "history.db").exists():
+        with contextlib.closing(sqlite3.connect(src / "history.db", timeout=60)) as live, \
+                contextlib.closing(sqlite3.connect(dest / "history.db")) as copy:
+            live.backup(copy)
     return dest
 
 
