@@ -74,24 +74,35 @@ def package() -> ToolchainPackage:
 # compilation directory) and zig's lib directory mapped to relative names
 # (zig cc emits debug info by default); and at link time --strip-debug: zig
 # compiles its own C runtime (crt1, libc stubs) with DWARF naming its lib
-# directory, which no prefix map given here reaches.
+# directory, which no prefix map given here reaches. For Windows (COFF,
+# CodeView) two more: CodeView records the whole compiler command line
+# (absolute paths, which prefix maps do not reach) and the object's name,
+# which for zig cc is a random name in its cache (found by `hermetic verify
+# //wheel:all`: every object differed from one build to the next).
 _CC = """#!/bin/sh
 # hermetic: zig cc for {target}
 link=1
+obj=
+prev=
 for a in "$@"; do
   case "$a" in -c|-S|-E|-M|-MM) link=0 ;; esac
+  if [ "$prev" = "-o" ]; then obj="${{a##*/}}"; fi
+  prev="$a"
 done
 if [ "$link" = 1 ]; then set -- "$@" -Wl,--strip-debug; fi
-zig="$HERMETIC_TOOLCHAIN_CC/ziglang/zig"
+{codeview}zig="$HERMETIC_TOOLCHAIN_CC/ziglang/zig"
 exec "$zig" cc -target {target} ${{IN:+"-ffile-prefix-map=$IN=."}} ${{WORK:+"-ffile-prefix-map=$WORK=."}} \\
   ${{OUT:+"-ffile-prefix-map=$OUT=."}} "-ffile-prefix-map=$HERMETIC_TOOLCHAIN_CC/ziglang/lib=zig-lib" "$@"
+"""
+
+_CODEVIEW = """if [ "$link" = 0 ]; then set -- "$@" -gno-codeview-command-line ${{obj:+-Xclang "-object-file-name=$obj"}}; fi
 """
 
 
 def _wrappers(target: str) -> dict[str, str]:
     zig = '"$HERMETIC_TOOLCHAIN_CC/ziglang/zig"'  # wherever the sandbox shows the package
     wrappers = {
-        "cc": _CC.format(target=target),
+        "cc": _CC.format(target=target, codeview=_CODEVIEW.format() if "windows" in target else ""),
         "ar": f'#!/bin/sh\n# hermetic: zig ar (deterministic by default)\nexec {zig} ar "$@"\n',
         "ranlib": f'#!/bin/sh\n# hermetic: zig ranlib\nexec {zig} ranlib "$@"\n',
     }

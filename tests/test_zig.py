@@ -54,13 +54,15 @@ def test_cross_compiles_for_other_platforms(tmp_path):
     build += _target("aarch64", "linux-aarch64", "cc -O2 -c $SRCS -o $OUT/hello.o", "hello.o")
     build += _target("macos", "darwin-aarch64", "cc -O2 -c $SRCS -o $OUT/hello.o", "hello.o")
     build += _target("windows", "windows-x86_64", "cc -O2 $SRCS -o $OUT/hello.exe", "hello.exe")
+    build += _target("windows-obj", "windows-x86_64", "cc -O2 -g -c $SRCS -o $OUT/hello.obj", "hello.obj")
     ws = write_workspace(tmp_path / "ws", {"BUILD.toml": build, "hello.c": HELLO})
     cache = str(tmp_path / "cache")
-    targets = ["//:manylinux", "//:musl", "//:aarch64", "//:macos", "//:windows"]
+    targets = ["//:manylinux", "//:musl", "//:aarch64", "//:macos", "//:windows", "//:windows-obj"]
     hermetic_cli("--cache-dir", cache, "build", *targets, cwd=ws)
     out = ws / "hermetic-out"
     for name, platform in (("manylinux", "linux-x86_64-manylinux2014"), ("musl", "linux-x86_64-musl"),
-                           ("aarch64", "linux-aarch64"), ("macos", "darwin-aarch64"), ("windows", "windows-x86_64")):
+                           ("aarch64", "linux-aarch64"), ("macos", "darwin-aarch64"), ("windows", "windows-x86_64"),
+                           ("windows-obj", "windows-x86_64")):
         (out / name).symlink_to(out / platform / name)  # each platform's outputs under its own directory
 
     def kind(path: str) -> str:
@@ -77,9 +79,13 @@ def test_cross_compiles_for_other_platforms(tmp_path):
     assert "ARM aarch64" in kind("aarch64/hello.o")
     assert "Mach-O 64-bit" in kind("macos/hello.o") and "arm64" in kind("macos/hello.o")
     assert "PE32+ executable" in kind("windows/hello.exe") and "x86-64" in kind("windows/hello.exe")
-    for path in ("manylinux/hello", "musl/hello", "aarch64/hello.o", "macos/hello.o", "windows/hello.exe"):
+    for path in ("manylinux/hello", "musl/hello", "aarch64/hello.o", "macos/hello.o", "windows/hello.exe",
+                 "windows-obj/hello.obj"):
         data = (out / path).read_bytes()
         assert b"/hermetic/" not in data and str(tmp_path).encode() not in data, path
+    # CodeView keeps neither the compiler's command line nor zig's random temporary object name
+    obj = (out / "windows-obj/hello.obj").read_bytes()
+    assert b"-cc1" not in obj and b"hello.obj" in obj and b"-hello.obj" not in obj
 
     # the toolchain's identity (version + wheel digest) is in the keys: a cached rebuild runs nothing
     again = hermetic_cli("--cache-dir", cache, "build", *targets, cwd=ws)

@@ -66,7 +66,8 @@ def _cffi_extension(ctx: RuleContext) -> list[Provider]:
         names = [f"hidden/{i}-{a.name}" for i, a in enumerate(archives)]
         hidden = [ctx.declare_output(n) for n in names]
         commons_c = ctx.declare_output("hidden/commons.c")
-        copies = "".join(f'cp "$IN/{a.path}" "$OUT/{n}"\n' for a, n in zip(archives, names))
+        # (cat, not cp: a copy of a read-only input stays read-only, and only root could patch it)
+        copies = "".join(f'cat "$IN/{a.path}" > "$OUT/{n}"\n' for a, n in zip(archives, names))
         ctx.actions.run(["/bin/sh", "-c", f'set -eu\nmkdir -p "$OUT/hidden"\n{copies}exec "$@"', "hide",
                          python.tool("python"), "-I", "-S", ctx.tool_file(Path(conv.hide_helper)),
                          Output("hidden/commons.c"),
