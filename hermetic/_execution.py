@@ -210,18 +210,19 @@ class Executor:
 
     # -- the whole graph --------------------------------------------------------
 
-    def execute(self, order: Sequence[Action], deps: Callable[[Action], list[Action]]) -> BuildStats:
-        """Run *order* (topologically sorted); those done before (_incremental.prune) count as cached."""
-        pre = len(self.logged)
+    def execute(self, order: Sequence[Action], deps: Callable[[Action], list[Action]],
+                frontier: Any = None) -> BuildStats:
+        """Run *order* (topological) and what a _incremental.Frontier adds; what it took as logged is cached."""
+        pre = set(self.logged)
 
         def finished(f: Finished, done: int) -> None:
-            a, key = f.action, self.keys.get(f.action.id)
+            a, key, n = f.action, self.keys.get(f.action.id), len(self.scheduler.actions)
             if f.error is not None:
                 if self.history is not None and key is not None:
                     self.history.record(a, key, "failed", self.why.get(a.id), log=getattr(f.error, "log", "") or None)
                 self.report(ActionFailure(a, f.error, key))
                 return
-            self.report(ActionFinished(a, not f.ran, done, len(order), key, self.seconds.get(a.id, 0.0),
+            self.report(ActionFinished(a, not f.ran, done, n, key, self.seconds.get(a.id, 0.0),
                                        self.out_bytes.get(a.id, 0), not f.ran and a.id in self.remote_ids,
                                        self.where.get(a.id, "local")))
 
@@ -229,16 +230,16 @@ class Executor:
         quick = (lambda a: from_log(self, a)) if self.log is not None else None
         try:
             run = self.scheduler.run(order, deps, lambda a: _profile.traced(a, self._execute, self.where),
-                                     finished, quick)
+                                     finished, quick, *((frontier.more, frontier.rank) if frontier else ()))
         finally:
             if self.history is not None:
                 self.history.mark_cached(self.logged)
                 self.history.save()
-            update_log(self, order)
+            update_log(self, list(self.scheduler.actions.values()))
             trash.drain()  # no staging area outlives its build
         self.store.save_digests()
-        extra = self._extra_executed
-        self.stats = BuildStats(run.executed + extra, run.cached - extra + pre, len(run.failures),
+        extra, before = self._extra_executed, len(pre.difference(run.done))
+        self.stats = BuildStats(run.executed + extra, run.cached - extra + before, len(run.failures),
                                 run.skipped, run.seconds, len(self.remote_ids) - extra)
         if run.failures:
             first = run.failures[0]

@@ -366,81 +366,169 @@ def source_state(e: Entry | None) -> str | None:
     return None if e is None else e.hash + ("x" if e.executable else "")
 
 
-def prune(ex: Any, order: Sequence[Any], graph: Any, record: Mapping[str, Any]) -> list[Any]:
-    """The actions of *order* (the same analysis as *record*'s build) that
-    may have to be done again: those downstream of a source whose digest is
-    not the recorded one, of an action whose logged key is not the record's
-    or whose action-cache entry is not the logged one, and of an action
-    whose outputs a scheduled action reads or the user asked for but the
-    store no longer holds intact. Every other action is done here as the
-    record and the log have it (key, outputs where they are read), as the
-    quick path of :func:`from_log` would do it, without a key, a thread or
-    a visit from the scheduler. Returns the actions to schedule, in order."""
-    from hermetic.errors import HermeticError
+#: more changed actions than this at the start: schedule everything downstream of them
+#: (each visited once, cheaply); fewer: only what their changed outputs reach
+ACTIVATE_AT_MOST = 64
 
-    arts, store, logged = ex.artifacts, ex.store, ex.log.entries
-    keys, recorded = record["keys"], record["sources"]
-    changed = set()
-    for rel, host in arts.sources.items():
-        e = source_entry(store, host)
-        if e is None or source_state(e) != recorded.get(str(host)):
-            changed.add(rel)  # (unreadable: the scheduled run says so)
-        if e is not None:  # what arts.entry would make of it, known now for every key and provenance
-            arts.entries[rel] = e
-    wanted = {a.id for a in order}
-    seeds = []
-    stale = ex.log.stale
-    for a in order:
-        e = logged.get(a.id)
-        if e is not None and store.action_size(e[1]) != e[2]:
-            stale.add(a.id)
-        if e is None or a.id in stale or e[1] != keys.get(a.id) or \
-                (changed and any(i.path in changed for i in a.key_inputs)):
-            seeds.append(a.id)
-    cone: set[str] = set()
-    checked: set[str] = set()
 
-    def grow(stack: list[str]) -> list[str]:
-        added = []
-        while stack:
-            n = stack.pop()
-            if n not in cone and n in wanted:
-                cone.add(n)
-                added.append(n)
-                stack.extend(graph.succs[n])
-        return added
+class Frontier:
+    """What a build of *order* (the same analysis as *record*'s build) has
+    to do again, found as it goes, like Skyframe's change pruning and
+    Buck2's early cutoff with ninja's restat:
 
-    def usable(aid: str, paths: Iterable[str] = ()) -> bool:
-        outs = {o[0]: Entry(o[1], o[2], o[3], o[4]) for o in logged[aid][3]}
-        if not all(store.has_blob(e.digest) for e in outs.values()):
-            return False
+    - every action is first taken as the record and the log have it (its
+      key and outputs), without a key, a thread or the scheduler;
+    - an action is *activated* (scheduled) if a source its key reads is not
+      the recorded one, if its logged key is not the record's or its
+      action-cache entry not the logged one, if the user asked for its
+      outputs and they are not intact, or if a scheduled action reads its
+      outputs and the store no longer holds them;
+    - when an activated action finishes with outputs other than the ones
+      the record's keys were made from, the actions that read them are
+      activated (:meth:`more`); one that finishes with the same outputs
+      stops the change there. An activated action waits for every
+      activated, unfinished action upstream of it, direct or not.
+
+    With more than ACTIVATE_AT_MOST actions changed at the start, their
+    whole downstream is scheduled at once instead (each is then one cheap
+    comparison in :func:`from_log`)."""
+
+    def __init__(self, ex: Any, order: Sequence[Any], graph: Any, record: Mapping[str, Any]) -> None:
+        arts, store = ex.artifacts, ex.store
+        self.ex, self.graph = ex, graph
+        self.logged, self.keys = ex.log.entries, record["keys"]
+        changed = set()
+        for rel, host in arts.sources.items():
+            e = source_entry(store, host)
+            if e is None or source_state(e) != record["sources"].get(str(host)):
+                changed.add(rel)  # (unreadable: the scheduled run says so)
+            if e is not None:  # what arts.entry would make of it, known now for every key and provenance
+                arts.entries[rel] = e
+        self.rank = {a.id: i for i, a in enumerate(order)}
+        stale, logged, keys = ex.log.stale, self.logged, self.keys
+        seeds = []
+        for a in order:
+            e = logged.get(a.id)
+            if e is not None and store.action_size(e[1]) != e[2]:
+                stale.add(a.id)
+            if e is None or a.id in stale or e[1] != keys.get(a.id) or \
+                    (changed and any(i.path in changed for i in a.key_inputs)):
+                seeds.append(a.id)
+                continue
+            ex.keys[a.id] = e[1]
+            ex.where[a.id] = "cache"
+            ex.seconds[a.id] = 0.0
+            ex.out_bytes[a.id] = sum(o[2] for o in e[3])
+            ex.logged.add(a.id)
+        ex.log.sizes_checked = True
+        self.active: set[str] = set()
+        self.pending: set[str] = set()  # active, not finished
+        self.read: set[str] = set()  # not active, their logged outputs recorded
+        goal_makers = {p.id for p in (graph.producer.get(g) for g in ex.goals) if p is not None}
+        for g in sorted(goal_makers.difference(seeds)):
+            if not self._read(g, ex.goals):
+                seeds.append(g)
+        self.dynamic = len(seeds) <= ACTIVATE_AT_MOST
+        if not self.dynamic:
+            seeds = self._downstream(seeds)
+        new: list[str] = []
+        for aid in sorted(set(seeds), key=self.rank.__getitem__):
+            self._activate(aid, new)
+        self.initial, self.waits = self._place(new)
+
+    def _read(self, aid: str, paths: Iterable[str] = ()) -> bool:
+        """Record *aid*'s logged outputs as what it made, if the store still
+        holds them (and those named in *paths* re-hash to their names)."""
+        from hermetic.errors import HermeticError
+
+        _fp, key, _size, logged = self.logged[aid]
+        outs = {o[0]: Entry(o[1], o[2], o[3], o[4]) for o in logged}
+        store, arts = self.ex.store, self.ex.artifacts
         try:
-            return arts.intact(paths, outs)
+            if not all(store.has_blob(e.digest) for e in outs.values()) or not arts.intact(paths, outs):
+                return False
         except HermeticError:
             return False
+        arts.record(outs, key)
+        self.read.add(aid)
+        return True
 
-    goal_makers = {p.id for p in (graph.producer.get(g) for g in ex.goals) if p is not None}
-    fresh = grow(seeds)
-    fresh += grow([aid for aid in sorted(goal_makers - cone) if not usable(aid, ex.goals)])
-    checked |= goal_makers
-    while fresh:  # an action that runs reads its inputs' blobs: their makers run too if one is gone
-        need = sorted({p for n in fresh for p in graph.preds[n]} - cone - checked)
-        checked.update(need)
-        fresh = grow([p for p in need if not usable(p)])
-    ex.log.sizes_checked = True
-    read = goal_makers | checked
-    for a in order:
-        if a.id in cone:
-            continue
-        _fp, key, _size, outs = logged[a.id]
-        if a.id in read:
-            arts.record({o[0]: Entry(o[1], o[2], o[3], o[4]) for o in outs}, key)
-        ex.keys[a.id] = key
-        ex.where[a.id] = "cache"
-        ex.seconds[a.id] = 0.0
-        ex.out_bytes[a.id] = sum(o[2] for o in outs)
-        ex.logged.add(a.id)
-    return [a for a in order if a.id in cone]
+    def _downstream(self, seeds: Iterable[str]) -> list[str]:
+        cone: set[str] = set()
+        stack = list(seeds)
+        while stack:
+            n = stack.pop()
+            if n not in cone and n in self.rank:
+                cone.add(n)
+                stack.extend(self.graph.succs[n])
+        return sorted(cone, key=self.rank.__getitem__)
+
+    def _activate(self, aid: str, new: list[str]) -> None:
+        """Schedule *aid*: the actions whose outputs it reads are recorded
+        as logged, or scheduled first if the store lost those outputs."""
+        if aid in self.active:
+            return
+        self.active.add(aid)
+        self.pending.add(aid)
+        self.ex.logged.discard(aid)
+        for p in self.graph.preds[aid]:
+            if p not in self.active and p not in self.read and not self._read(p):
+                self._activate(p, new)
+        new.append(aid)
+
+    def _reaches(self, u: str, v: str) -> bool:
+        """Whether *v* is downstream of *u* (only actions ranked before *v* can be on the way)."""
+        limit, rank, succs = self.rank[v], self.rank, self.graph.succs
+        seen, stack = set(), [u]
+        while stack:
+            n = stack.pop()
+            for s in succs[n]:
+                if s == v:
+                    return True
+                if s not in seen and rank.get(s, limit) < limit:
+                    seen.add(s)
+                    stack.append(s)
+        return False
+
+    def _place(self, new: list[str]) -> tuple[list[Any], dict[str, list[str]]]:
+        """The newly activated actions in order, and what each must wait for:
+        each activated, unfinished action upstream of it."""
+        rank, actions = self.rank, self.graph.actions
+        waits: dict[str, list[str]] = {}
+        for aid in new:
+            if self.dynamic:
+                waits[aid] = [u for u in self.pending if rank[u] < rank[aid] and self._reaches(u, aid)]
+            else:  # everything downstream is active: the direct ones are enough
+                waits[aid] = [p for p in self.graph.preds[aid] if p in self.pending]
+        return [actions[a] for a in sorted(new, key=rank.__getitem__)], waits
+
+    def changed(self, aid: str) -> bool:
+        """Whether finished *aid* made other outputs than the ones the
+        record's keys downstream were made from."""
+        e = self.logged.get(aid)
+        if e is None or e[1] != self.keys.get(aid):
+            return True
+        entries = self.ex.artifacts.entries
+        return any(entries.get(o[0]) != Entry(o[1], o[2], o[3], o[4]) for o in e[3])
+
+    def more(self, a: Any) -> tuple[list[Any], dict[str, list[str]]]:
+        """For the scheduler, as *a* finishes: the actions its changed
+        outputs activate, what each waits for, and (under the same key)
+        what already scheduled actions must now wait for too."""
+        self.pending.discard(a.id)
+        if not self.dynamic or not self.changed(a.id):
+            return [], {}
+        new: list[str] = []
+        for s in self.graph.succs[a.id]:
+            if s in self.rank:
+                self._activate(s, new)
+        actions, waits = self._place(new)
+        fresh = set(new)
+        for x in self.pending - fresh:  # a scheduled action downstream of a new one waits for it too
+            later = [n for n in new if self.rank[n] < self.rank[x] and self._reaches(n, x)]
+            if later:
+                waits.setdefault(x, []).extend(later)
+        return actions, waits
 
 
 def delivered_files(paths: Iterable[Path]) -> dict[str, list[Any] | None]:

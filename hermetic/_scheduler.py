@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import NamedTuple
 
@@ -23,6 +23,10 @@ class Finished(NamedTuple):
     action: Action
     ran: bool = False
     error: HermeticError | None = None
+
+
+#: given a finished action: actions to add, and by id what each (or one already scheduled) waits for
+More = Callable[[Action], tuple[Sequence[Action], Mapping[str, Sequence[str]]]]
 
 
 class Schedule(NamedTuple):
@@ -55,21 +59,26 @@ class Scheduler:
 
     def run(self, order: Sequence[Action], deps: Callable[[Action], list[Action]],
             step: Callable[[Action], bool], finished: Callable[[Finished, int], None],
-            quick: Callable[[Action], bool] | None = None) -> Schedule:
+            quick: Callable[[Action], bool] | None = None, more: More | None = None,
+            rank: dict[str, int] | None = None) -> Schedule:
         """Call ``step(action)`` (True if it ran, False if cached; raises
         HermeticError on failure) for each action once its dependencies are
         done; ``finished(result, done_so_far)`` after each. *quick*: tried
         first, here, as an action becomes ready; True means it is done
         (cached) without a slot or a thread (an input-unchanged action of
-        the action log: most of a re-check)."""
+        the action log: most of a re-check). *more*: asked as each action
+        finishes, returns actions to run too and, by id, what each (or one
+        already here) must also wait for (hermetic._incremental.Frontier);
+        *rank*: the order of every action it may add (default: *order*'s)."""
         t0 = time.monotonic()
         waiting = {a.id: {d.id for d in deps(a)} for a in order}
         dependants: dict[str, list[str]] = {}
         for aid, ds in waiting.items():
             for d in ds:
                 dependants.setdefault(d, []).append(aid)
-        by_id = {a.id: a for a in order}
-        rank = {a.id: i for i, a in enumerate(order)}
+        #: every action of this run (with those *more* added), by id
+        self.actions = by_id = {a.id: a for a in order}
+        rank = rank or {a.id: i for i, a in enumerate(order)}
         ready = [(rank[aid], aid) for aid, ds in waiting.items() if not ds]
         heapq.heapify(ready)
         running: dict[Future[bool], tuple[str, int]] = {}
@@ -77,13 +86,29 @@ class Scheduler:
         failures: list[HermeticError] = []
         blocked: set[str] = set()
         done: list[str] = []
+        finished_ids: set[str] = set()
         counts = [0, 0]  # executed, cached
         slow: set[str] = set()  # quick said no
+        started: set[str] = set()
 
         def complete(a: Action, ran: bool) -> None:
             done.append(a.id)
+            finished_ids.add(a.id)
             counts[not ran] += 1
             finished(Finished(a, ran=ran), len(done))
+            if more is not None:
+                added, waits = more(a)
+                for b in added:
+                    by_id[b.id] = b
+                    waiting[b.id] = set()
+                for aid, ds in waits.items():
+                    for d in ds:
+                        if d not in finished_ids and d not in waiting[aid]:
+                            waiting[aid].add(d)
+                            dependants.setdefault(d, []).append(aid)
+                for b in added:
+                    if not waiting[b.id]:
+                        heapq.heappush(ready, (rank[b.id], b.id))
             for nxt in dependants.get(a.id, ()):
                 w = waiting[nxt]
                 w.discard(a.id)
@@ -96,15 +121,20 @@ class Scheduler:
                     stop = failures and not self.keep_going
                     while ready and not stop:
                         a = by_id[ready[0][1]]
+                        if waiting[a.id] or a.id in started:  # made to wait since (more), or a repeat
+                            heapq.heappop(ready)
+                            continue
                         if quick is not None and a.id not in slow:
                             if quick(a):
                                 heapq.heappop(ready)
+                                started.add(a.id)
                                 complete(a, False)
                                 continue
                             slow.add(a.id)
                         if self.slots(a) > free and running:
                             break
                         heapq.heappop(ready)
+                        started.add(a.id)
                         free -= self.slots(a)
                         running[pool.submit(step, a)] = (a.id, self.slots(a))
                     if not running:
@@ -131,7 +161,7 @@ class Scheduler:
                     f.cancel()
                 raise
         return Schedule(tuple(done), counts[0], counts[1], tuple(failures),
-                        len(order) - len(done) - len(failures), time.monotonic() - t0)
+                        len(by_id) - len(done) - len(failures), time.monotonic() - t0)
 
 
 def _downstream(aid: str, dependants: dict[str, list[str]]) -> set[str]:

@@ -252,17 +252,17 @@ class Session:
                           use_cache=use_cache, goals=goals, remote=remote, producer=graph.producer.get,
                           history=History(store.root) if use_cache else None, remote_executor=executor,
                           local_jobs=self.jobs, log=log)
-            todo, deps = order, graph.deps
+            todo, deps, frontier = order, graph.deps, None
             prior, self._prior = self._prior, None
             if log is not None and prior is not None and prior["stamp"] == stamp:
-                from hermetic._incremental import prune
+                from hermetic._incremental import Frontier
 
-                todo = prune(ex, order, graph, prior)  # only what is downstream of a change
-                ids = {a.id for a in todo}
-                deps = lambda a: [graph.actions[i] for i in graph.preds[a.id] if i in ids]  # noqa: E731
+                frontier = Frontier(ex, order, graph, prior)  # only what a change reaches
+                todo, waits = frontier.initial, frontier.waits
+                deps = lambda a: [graph.actions[i] for i in waits[a.id]]  # noqa: E731
             self.report(BuildStarted(len(order), labels))
             try:
-                stats = ex.execute(todo, deps)
+                stats = ex.execute(todo, deps, frontier)
             finally:
                 self._save_stats(ex, order, labels)
                 if remote is not None and remote.stats.short:

@@ -96,9 +96,10 @@ def test_an_unchanged_build_is_a_no_op_without_analysis(ws, monkeypatch):
 def test_an_edited_source_reruns_exactly_what_it_changes(ws, monkeypatch):
     build(ws)
     (ws / "a.txt").write_text("xyz\n")  # same length: //:same's output does not change (early cutoff)
-    s, _r = build(ws)
+    s, _r, seen = scheduled_build(ws)
     ran = {a for a, where in s.executor.where.items() if where == "local"}
     assert ran == {"//:gen#Genrule", "//:same#Genrule"}
+    assert seen == ran  # //:all, downstream of the edit but not of a changed output, is not even visited
     assert "XYZ" not in out(ws) and out(ws).startswith("4\n")
     (ws / "a.txt").write_text("longer\n")
     s, _r = build(ws)
@@ -284,3 +285,48 @@ def test_a_source_made_executable_is_a_change(ws, monkeypatch):
     (ws / "a.txt").chmod(0o755)  # the same bytes, another key: the executable bit is an input
     s, _r = build(ws)
     assert s.executor is not None and s.executor.where["//:gen#Genrule"] == "local"
+
+
+CHAIN = """
+[workspace]
+source_date_epoch = 1767225600
+
+["//:a"]
+rule = "genrule"
+srcs = ["s1.txt"]
+outs = ["a.txt"]
+cmd = "sleep 0.5; cat $SRCS > $OUT/a.txt"
+
+["//:c"]
+rule = "genrule"
+srcs = [":a"]
+outs = ["c.txt"]
+cmd = "cat $SRCS > $OUT/c.txt"
+
+["//:b"]
+rule = "genrule"
+srcs = [":c", "s2.txt"]
+outs = ["b.txt"]
+cmd = "cat $SRCS > $OUT/b.txt"
+"""
+
+
+@pytest.mark.parametrize("at_most", [64, 0], ids=["activated-as-it-goes", "whole-downstream"])
+def test_a_scheduled_action_waits_for_a_change_upstream_of_it(tmp_path, monkeypatch, at_most):
+    """//:a and //:b both read an edited source; //:b also reads //:a's
+    change through //:c, which nothing scheduled at first. //:b must wait
+    for //:a (and //:c, once //:a's output is seen to differ): had it run
+    beside //:a it would have been built from the old //:c."""
+    monkeypatch.setattr(_incremental, "ACTIVATE_AT_MOST", at_most)
+    ws = write_workspace(tmp_path / "ws", {"BUILD.toml": CHAIN, "s1.txt": "one\n", "s2.txt": "two\n"})
+
+    def chain():
+        s = Session(ws, cache_dir=tmp_path / "cache", sandbox="none", jobs=2)
+        return s, s.build(s.parse_labels(["//:b"]))
+
+    chain()
+    (ws / "s1.txt").write_text("uno\n")
+    (ws / "s2.txt").write_text("dos\n")
+    s, r = chain()
+    assert (ws / "hermetic-out/b/b.txt").read_text() == "uno\ndos\n"
+    assert r.stats.executed == 3 and s.executor.where["//:b#Genrule"] == "local"
