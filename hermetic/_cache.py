@@ -78,6 +78,7 @@ class Store:
         self._digests: dict[str, list[Any]] | None = None
         self._digests_dirty = False
         self._lock = threading.Lock()
+        self._known: dict[str, tuple[int, int, int]] = {}  # blobs hashed by this process: (inode, size, mtime)
 
     # -- locking ------------------------------------------------------------
 
@@ -109,9 +110,18 @@ class Store:
             return False
 
     def verify_blob(self, digest: Digest) -> bool:
-        """Re-hash a blob; a corrupt one is deleted (and reported as absent)."""
+        """Re-hash a blob; a corrupt one is deleted (and reported as absent).
+        A blob this process stored or re-hashed, whose inode, size and mtime
+        are what they were then, is not hashed again (an input read by many
+        actions of one build is hashed once; a write to it changes its mtime:
+        with the fine-grained timestamps of Linux 6.13 and later even within
+        one clock tick of the store's own stat, before that not within it,
+        the same limit as make's and ninja's)."""
         p = self.blob_path(digest.hash)
         try:
+            st = os.stat(p)
+            if self._known.get(digest.hash) == (st.st_ino, st.st_size, st.st_mtime_ns) and st.st_size == digest.size:
+                return True
             got = hash_file(p)
         except OSError:
             return False
@@ -119,7 +129,14 @@ class Store:
             with contextlib.suppress(OSError):
                 p.unlink()
             return False
+        self._known[digest.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
         return True
+
+    def _remember(self, dest: Path, d: Digest) -> None:
+        with contextlib.suppress(OSError):
+            st = os.stat(dest)
+            if st.st_size == d.size:
+                self._known[d.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def staging_dir(self, prefix: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
@@ -145,30 +162,35 @@ class Store:
                 os.close(fd)
                 shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
-            self._install(tmp, dest, d)
+            if self._install(tmp, dest, d):
+                self._remember(dest, d)
             return d
         except OSError as exc:
             with contextlib.suppress(Exception):
                 os.unlink(tmp)  # type: ignore[possibly-undefined]
             raise _disk_error(exc, f"storing {path}") from exc
 
-    def _install(self, tmp: str, dest: Path, d: Digest) -> None:
+    def _install(self, tmp: str, dest: Path, d: Digest) -> bool:
         """Move the finished blob *tmp* to *dest* unless another writer got
-        there first. A blob is never renamed over: link(2) of a path that a
-        concurrent rename replaces can fail with ENOENT, so a reader hard-
-        linking the blob into an action's inputs would see it vanish."""
+        there first (False: the blob there is theirs). A blob is never
+        renamed over: link(2) of a path that a concurrent rename replaces can
+        fail with ENOENT, so a reader hard-linking the blob into an action's
+        inputs would see it vanish."""
+        ours = True
         try:
             os.link(tmp, dest)
         except FileExistsError:
             if not self.has_blob(d):  # the one there is damaged: replace it
                 os.replace(tmp, dest)
-                return
+                return True
+            ours = False
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
             os.replace(tmp, dest)  # a file system without hard links
-            return
+            return True
         os.unlink(tmp)
+        return ours
 
     def put_bytes(self, data: bytes, *, digest: Digest | None = None) -> Digest:
         """Add *data*; *digest*, if the caller has just computed it, is not
@@ -183,7 +205,8 @@ class Store:
             os.chmod(tmp, 0o444)
             dest = self.blob_path(d.hash)
             self._shard(dest.parent)
-            self._install(tmp, dest, d)
+            if self._install(tmp, dest, d):
+                self._remember(dest, d)
         except OSError as exc:
             with contextlib.suppress(Exception):
                 os.unlink(tmp)

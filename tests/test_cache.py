@@ -174,3 +174,26 @@ def test_reusing_a_blob_never_changes_its_mtime(tmp_path):
     st = os.stat(blob)
     assert st.st_mtime_ns == 1_000_000_000
     assert st.st_atime_ns > time.time_ns() - 60_000_000_000  # but it counts as recently used
+
+
+def test_a_blob_this_process_hashed_is_not_hashed_again_until_it_changes(tmp_path, monkeypatch):
+    """An input read by many actions of one build is hashed when stored and
+    then only stat'ed; a write to it (a new mtime) is still caught."""
+    import hermetic._cache as cache_mod
+
+    calls = []
+    real = cache_mod.hash_file
+    monkeypatch.setattr(cache_mod, "hash_file", lambda p: calls.append(p) or real(p))
+    s = Store(tmp_path)
+    src = tmp_path / "out.o"
+    src.write_bytes(b"object code")
+    d = s.put_file(src, move=True)
+    assert len(calls) == 1
+    assert all(s.verify_blob(d) for _ in range(5)) and len(calls) == 1
+    assert Store(tmp_path).verify_blob(d) and len(calls) == 2  # another process hashes once itself
+    p = s.blob_path(d.hash)
+    p.chmod(0o644)
+    p.write_bytes(b"object cod3")  # same size
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # whatever the clock's granularity
+    assert not s.verify_blob(d) and not p.exists()
