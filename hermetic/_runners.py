@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
+
+import attrs
 
 from hermetic import _profile
 from hermetic._artifacts import Artifacts, rmtree, trash
@@ -24,7 +27,7 @@ from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._keys import Entry
 from hermetic.errors import ActionFailed, CacheError, HermeticError
-from hermetic.model import Action, Artifact, Digest
+from hermetic.model import Action, Artifact, Digest, Label, Toolchain
 from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environment, shuffled_view
 
 #: archive problems that mean the pinned bytes themselves are hostile
@@ -111,6 +114,8 @@ class SandboxRunner:
         self.source_date_epoch = source_date_epoch
         self.jobs = jobs
         self.variation = variation
+        self._cache_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
 
     def run(self, action: Action, artifacts: Artifacts) -> RunResult:
         staging = self.store.staging_dir("action.")
@@ -170,6 +175,13 @@ class SandboxRunner:
                     else f"{layout.inputs.rsplit('/', 1)[0]}/toolchains/{tc.kind}"
                 binds.append((root, inside))
                 env[tc.root_env] = inside
+            if tc.cache is not None:
+                with _profile.phase("toolchain cache"):
+                    seed = self.toolchain_cache(tc, artifacts)
+                inside = str(seed) if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) \
+                    else f"{layout.inputs.rsplit('/', 1)[0]}/toolchain-caches/{tc.kind}"
+                binds.append((str(seed), inside))
+                env[tc.cache_env] = inside
         log = staging / "log"
         t0 = time.monotonic()
         with _profile.phase("sandbox"):
@@ -190,6 +202,34 @@ class SandboxRunner:
                 output_tail=tail(log), reason="action-failed", log=f"{kept.hash}:{kept.size}" if kept else "")
         with _profile.phase("hash outputs"):
             return self._collect(action, dirs, argv, log)
+
+    def toolchain_cache(self, tc: Toolchain, artifacts: Artifacts) -> Path:
+        """The read-only tree of *tc*'s :class:`~hermetic.model.ToolchainCache`
+        on this machine: made by running its script in the sandbox the first
+        time an action needs it (other actions needing it meanwhile wait),
+        kept in the store and named in ``toolchain-caches/``, and made again
+        if ``cache gc`` took it."""
+        assert tc.cache is not None
+        name = f"{tc.fingerprint[:16]}-{tc.cache.name}"
+        with self._lock:
+            lock = self._cache_locks.setdefault(name, threading.Lock())
+        record = self.store.root / "toolchain-caches" / name
+        with lock:
+            with contextlib.suppress(OSError, ValueError, CacheError):
+                return self.store.checkout(Digest.parse(record.read_text().strip()))
+            label = Label(Toolchain.BIN, f"{tc.package.name}-{tc.package.version}-cache-{tc.cache.name}"
+                          if tc.package is not None else f"{tc.kind}-cache-{tc.cache.name}")
+            out = Artifact(f"out/{label.package}/{label.name}/cache", is_tree=True)
+            script = f"set -e\ncd \"$WORK\"\n{tc.cache.script}\ntest -d \"$OUT/cache\"\n"
+            fill = Action("run", label, "ToolchainCache", outputs=[out], toolchains=[attrs.evolve(tc, cache=None)],
+                          params={"argv": ["/bin/sh", "-c", script], "env": {}}, cpus=self.jobs)
+            done = self.run(fill, artifacts)
+            digest = done.outputs[out.path].digest
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(f"{digest}\n")
+            os.replace(tmp, record)
+            return self.store.checkout(digest)
 
     def _collect(self, action: Action, dirs: tuple[Path, Path, Path], argv: list[str], log: Path) -> RunResult:
         outputs: dict[str, Entry] = {}

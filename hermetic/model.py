@@ -255,6 +255,32 @@ class ToolchainPackage:
 
 
 @attrs.frozen
+class ToolchainCache:
+    """What a toolchain compiles for itself on first use and keeps in a cache
+    (zig builds a target's libc stubs, compiler-rt and, for musl, the libc
+    itself: 20 to 80 seconds in every action that links, since each starts
+    with an empty ``$HOME``).
+
+    ``script`` fills ``$OUT/cache``: a shell script run once per machine and
+    toolchain, in the sandbox, with the toolchain's wrappers on ``PATH``. The
+    engine then shows that tree read-only, at ``$HERMETIC_TOOLCHAIN_<KIND>_CACHE``,
+    to every action that uses the toolchain; the toolchain's wrappers decide
+    how to use it (zig's copy it, when linking, into a private writable
+    cache).
+
+    A cache, not an input: no key holds it. What it holds follows from the
+    toolchain's identity, which every key it serves holds, while its bytes
+    differ from one machine to the next (zig records inodes and times in it);
+    keys that held it would never match between teammates. It is made where
+    an action that needs it runs, never fetched from or sent to a remote, and
+    ``verify`` compares what the actions that used it made."""
+
+    #: what distinguishes it among the toolchain's caches (a zig target)
+    name: str
+    script: str
+
+
+@attrs.frozen
 class Toolchain:
     """A set of tools for one kind ("cc", "python"), fingerprinted.
 
@@ -289,6 +315,8 @@ class Toolchain:
     #: relative to its unpacked tree), and that tree once analysis declared it
     package: ToolchainPackage | None = attrs.field(default=None, eq=False)
     tree: Artifact | None = attrs.field(default=None, eq=False)
+    #: what the tools compile for themselves once per machine (not in the fingerprint: a cache)
+    cache: ToolchainCache | None = attrs.field(default=None, eq=False)
 
     BIN: ClassVar[str] = ".toolchains"
 
@@ -306,6 +334,11 @@ class Toolchain:
     @property
     def root_env(self) -> str:
         return f"HERMETIC_TOOLCHAIN_{self.kind.upper()}"
+
+    @property
+    def cache_env(self) -> str:
+        """Where an action sees the toolchain's :class:`ToolchainCache`."""
+        return f"HERMETIC_TOOLCHAIN_{self.kind.upper()}_CACHE"
 
     @property
     def bin_dir(self) -> str:

@@ -18,7 +18,7 @@ import platform as pyplatform
 from hermetic.errors import ToolchainError
 from hermetic.conventions import CcConventions
 from hermetic.hookspecs import hookimpl
-from hermetic.model import Platform, Toolchain, ToolchainPackage
+from hermetic.model import Platform, Toolchain, ToolchainCache, ToolchainPackage
 
 VERSION = "0.17.1"
 # ziglang 0.17.1 for x86_64 Linux hosts (manylinux_2_12 / musllinux_1_1)
@@ -90,9 +90,41 @@ for a in "$@"; do
   prev="$a"
 done
 if [ "$link" = 1 ]; then set -- "$@" -Wl,--strip-debug; fi
-{codeview}zig="$HERMETIC_TOOLCHAIN_CC/ziglang/zig"
+{seed}{codeview}zig="$HERMETIC_TOOLCHAIN_CC/ziglang/zig"
 exec "$zig" cc -target {target} ${{IN:+"-ffile-prefix-map=$IN=."}} ${{WORK:+"-ffile-prefix-map=$WORK=."}} \\
   ${{OUT:+"-ffile-prefix-map=$OUT=."}} "-ffile-prefix-map=$HERMETIC_TOOLCHAIN_CC/ziglang/lib=zig-lib" "$@"
+"""
+
+# Linking needs the target's libc stubs, compiler-rt and (musl) libc, which
+# zig compiles into its cache on first use: 20-80 s in every action, since
+# each starts with an empty $HOME. The engine shows a cache made once per
+# machine (the ToolchainCache below) at $HERMETIC_TOOLCHAIN_CC_CACHE; a link
+# copies it into a private, writable cache (zig rewrites its manifests in
+# place) the first time in the action. Concurrent links in one action race
+# to rename their copy into place; the losers drop theirs. Compiles keep
+# zig's default cache: they need none of it, and pay for no copy.
+_SEED = """if [ "$link" = 1 ] && [ -n "$HERMETIC_TOOLCHAIN_CC_CACHE" ]; then
+  ZIG_GLOBAL_CACHE_DIR="$HOME/.cache/zig-link"
+  if [ ! -d "$ZIG_GLOBAL_CACHE_DIR" ]; then
+    mkdir -p "$HOME/.cache"
+    t="$ZIG_GLOBAL_CACHE_DIR.$$"
+    cp -R "$HERMETIC_TOOLCHAIN_CC_CACHE" "$t" && chmod -R u+w "$t"
+    mv -T "$t" "$ZIG_GLOBAL_CACHE_DIR" 2>/dev/null || rm -rf "$t"
+  fi
+  export ZIG_GLOBAL_CACHE_DIR
+fi
+"""
+
+# What the cache is filled with: an executable and a shared library linked
+# in the modes rules use (zig builds compiler-rt per optimization mode).
+_FILL = """export ZIG_GLOBAL_CACHE_DIR="$OUT/cache"
+printf 'int main(void) { return 0; }\\n' > main.c
+printf 'int f(void) { return 0; }\\n' > lib.c
+for opt in -O0 -O2; do
+  cc $opt main.c -o main
+  cc $opt -shared -fPIC lib.c -o lib.so
+done
+rm -rf "$ZIG_GLOBAL_CACHE_DIR/tmp"
 """
 
 _CODEVIEW = """if [ "$link" = 0 ]; then set -- "$@" -gno-codeview-command-line ${{obj:+-Xclang "-object-file-name=$obj"}}; fi
@@ -102,7 +134,7 @@ _CODEVIEW = """if [ "$link" = 0 ]; then set -- "$@" -gno-codeview-command-line $
 def _wrappers(target: str) -> dict[str, str]:
     zig = '"$HERMETIC_TOOLCHAIN_CC/ziglang/zig"'  # wherever the sandbox shows the package
     wrappers = {
-        "cc": _CC.format(target=target, codeview=_CODEVIEW.format() if "windows" in target else ""),
+        "cc": _CC.format(target=target, codeview=_CODEVIEW.format() if "windows" in target else "", seed=_SEED),
         "ar": f'#!/bin/sh\n# hermetic: zig ar (deterministic by default)\nexec {zig} ar "$@"\n',
         "ranlib": f'#!/bin/sh\n# hermetic: zig ranlib\nexec {zig} ranlib "$@"\n',
     }
@@ -125,4 +157,5 @@ def hermetic_toolchain(kind: str, target: Platform, host: Platform) -> Toolchain
     info = CcConventions(triple=triple, family="zig", openssl_target=_OPENSSL[triple], gnu_host=_GNU_HOST[triple],
                          musl=MUSL if target.libc == "musl" else "",  # the musl zig links: musllinux_<MUSL>
                          wrapper_names={name: name for name in wrappers})
-    return Toolchain("cc", tools, identity, package=pkg, info=info, hermetic=True, wrappers=wrappers)
+    return Toolchain("cc", tools, identity, package=pkg, info=info, hermetic=True, wrappers=wrappers,
+                     cache=ToolchainCache(triple, _FILL))
