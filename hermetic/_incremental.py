@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import itertools
 import json
 import marshal
 import os
@@ -230,11 +231,13 @@ class ActionLog:
     def __init__(self, store_root: Path, stamp: str, sandbox_profile: Any, sde: int) -> None:
         self.path = Path(store_root) / DIR / "log" / f"{_digest([stamp, sandbox_profile, sde])[:32]}"
         self.entries: dict[str, tuple[bytes, str, int, tuple[tuple[Any, ...], ...]]] = {}
-        try:
-            with gc_paused():
-                data = marshal.loads(self.path.read_bytes())
-            if data[0] == SCHEMA:
-                self.entries = data[1]
+        try:  # SCHEMA, then the entries in chunks (see save)
+            with gc_paused(), self.path.open("rb") as f:
+                if marshal.load(f) == SCHEMA:
+                    entries: dict[str, Any] = {}
+                    while chunk := _next_chunk(f):
+                        entries.update(chunk)
+                    self.entries = entries
         except (OSError, ValueError, EOFError, TypeError, IndexError):
             pass
         self._changed = False
@@ -257,10 +260,32 @@ class ActionLog:
             self._changed = True
 
     def save(self) -> None:
+        """Written in chunks of :data:`LOG_CHUNK` entries: marshal encodes a
+        whole object in memory before writing it, and the log of 100,000
+        actions in one piece (~20 MB) was the cold build's peak."""
         if self._changed:
+            def write(f: IO[bytes]) -> None:
+                marshal.dump(SCHEMA, f)
+                items = iter(self.entries.items())
+                while chunk := dict(itertools.islice(items, LOG_CHUNK)):
+                    marshal.dump(chunk, f)
+
             with contextlib.suppress(OSError):
-                _write_atomic(self.path, marshal.dumps((SCHEMA, self.entries)))
+                _write_atomic(self.path, write)
             self._changed = False
+
+
+LOG_CHUNK = 2000
+
+
+def _next_chunk(f: IO[bytes]) -> dict[str, Any] | None:
+    try:
+        chunk = marshal.load(f)
+    except EOFError:  # the end
+        return None
+    if not isinstance(chunk, dict):
+        raise ValueError("not an action log")
+    return chunk
 
 
 def from_log(ex: Any, a: Any) -> bool:

@@ -710,7 +710,7 @@ class Session:
                 "local": sum(1 for a in order if a.kind == "run" and ex.where.get(a.id) == "local"),
                 "seconds": dict(rx.timings)}
         try:
-            (self.store.root / "last-build.json").write_text(json.dumps(data))
+            _write_json_streamed(self.store.root / "last-build.json", data, "keys")
         except OSError:
             pass
 
@@ -799,3 +799,20 @@ class _Now:
 
         s = self.s
         return toolchain_digest(s.hooks.toolchain(kind, Platform.parse(platform), s.host, s.cache_dir))
+
+
+def _write_json_streamed(path: Path, data: dict[str, Any], big: str) -> None:
+    """``json.dumps(data)`` into *path*, with the dict ``data[big]`` (a key
+    per action: 100,000 of them) encoded a few thousand entries at a time
+    instead of as one string, and its bytes, in memory at once."""
+    import itertools
+
+    rest = {k: v for k, v in data.items() if k != big}
+    with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(rest)[:-1] + ("," if rest else "") + f" {json.dumps(big)}: {{")
+        items, sep = iter(data[big].items()), ""
+        while chunk := dict(itertools.islice(items, 5000)):
+            f.write(sep + json.dumps(chunk)[1:-1])
+            sep = ", "
+        f.write("}}")
+

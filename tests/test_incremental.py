@@ -330,3 +330,29 @@ def test_a_scheduled_action_waits_for_a_change_upstream_of_it(tmp_path, monkeypa
     s, r = chain()
     assert (ws / "hermetic-out/b/b.txt").read_text() == "uno\ndos\n"
     assert r.stats.executed == 3 and s.executor.where["//:b#Genrule"] == "local"
+
+
+def test_large_records_are_written_in_pieces_and_read_back_whole(tmp_path):
+    """The action log and last-build.json of a large graph are encoded a
+    chunk at a time (a 100,000-action record in one piece was the cold
+    build's peak memory); what is read back is what was written."""
+    import json
+
+    from hermetic._session import _write_json_streamed
+
+    log = _incremental.ActionLog(tmp_path, "stamp", {"sandbox": "x"}, 1)
+    n = 2 * _incremental.LOG_CHUNK + 17
+    for i in range(n):
+        log.add(f"//p:a{i}#Gen", i.to_bytes(16, "big"), f"{i:064x}", 100 + i,
+                {f"out/p/a{i}/o.txt": _incremental.Entry(f"{i:064x}", i)})
+    log.save()
+    again = _incremental.ActionLog(tmp_path, "stamp", {"sandbox": "x"}, 1)
+    assert again.entries == log.entries and len(again.entries) == n
+    key, size, outputs = again.lookup("//p:a7#Gen", (7).to_bytes(16, "big"))
+    assert (key, size, outputs) == (f"{7:064x}", 107, {"out/p/a7/o.txt": _incremental.Entry(f"{7:064x}", 7)})
+
+    for data in ({"time": 1.5, "keys": {f"//a:{i}#X": f"{i:064x}" for i in range(12_001)}, "targets": ["//:t"]},
+                 {"keys": {}}, {"quote": 'a"b', "keys": {'x"y': "z"}}):
+        path = tmp_path / "last-build.json"
+        _write_json_streamed(path, data, "keys")
+        assert json.loads(path.read_text()) == data
