@@ -167,21 +167,26 @@ class SandboxRunner:
         # volatile: not in the key
         env["HERMETIC_JOBS"] = str(v.jobs if v else min(action.cpus, self.jobs))
         mounts = sorted({m for t in action.toolchains for m in t.mounts})
-        binds = []
+        binds: list[tuple[str, str]] = []
+        can_bind = self.sandbox.name != "none" and getattr(self.sandbox, "can_bind", True)
+        base = layout.inputs.rsplit("/", 1)[0]
+
+        def show(host: str, where: str, var: str) -> None:
+            """*host* to the command at *base*/*where* (where it is, if the
+            sandbox cannot bind), named by *var*; volatile like HERMETIC_JOBS:
+            the key holds the toolchain's identity, not its place."""
+            inside = f"{base}/{where}" if can_bind else host
+            binds.append((host, inside))
+            env[var] = inside
+
         for tc in action.toolchains:
             root = str(self.store.checkout(artifacts.entry(tc.tree).digest)) if tc.tree is not None else tc.root
-            if root:  # volatile like HERMETIC_JOBS: the key holds the toolchain's identity, not its place
-                inside = root if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) \
-                    else f"{layout.inputs.rsplit('/', 1)[0]}/toolchains/{tc.kind}"
-                binds.append((root, inside))
-                env[tc.root_env] = inside
+            if root:
+                show(root, f"toolchains/{tc.kind}", tc.root_env)
             if tc.cache is not None:
                 with _profile.phase("toolchain cache"):
                     seed = self.toolchain_cache(tc, artifacts)
-                inside = str(seed) if self.sandbox.name == "none" or not getattr(self.sandbox, "can_bind", True) \
-                    else f"{layout.inputs.rsplit('/', 1)[0]}/toolchain-caches/{tc.kind}"
-                binds.append((str(seed), inside))
-                env[tc.cache_env] = inside
+                show(str(seed), f"toolchain-caches/{tc.kind}", tc.cache_env)
         log = staging / "log"
         t0 = time.monotonic()
         with _profile.phase("sandbox"):
