@@ -22,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -39,13 +40,32 @@ from hermetic.model import Digest, canonical_json
 
 _CHUNK = 1 << 20
 AC_VERSION = 1
+#: this process's id, for temporary names (kept up to date across fork)
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 def hash_file(path: Path | str) -> Digest:
-    with open(path, "rb") as f:
-        h = hashlib.file_digest(f, "sha256")
-        size = f.tell()
-    return Digest(h.hexdigest(), size)
+    return hash_file_stat(path)[0]
+
+
+def hash_file_stat(path: Path | str) -> tuple[Digest, os.stat_result]:
+    """The file's digest and its stat, as it was opened. A file of up to a
+    megabyte (most outputs) is one read: four system calls in all, where a
+    buffered file object made nine."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_size < _CHUNK:
+            data = os.read(fd, st.st_size + 1)  # a short read of a regular file: its end
+            if len(data) <= st.st_size:
+                return Digest(hashlib.sha256(data).hexdigest(), len(data)), st
+            os.lseek(fd, 0, os.SEEK_SET)  # it grew while we looked: read it whole below
+        with open(fd, "rb", closefd=False) as f:
+            h = hashlib.file_digest(f, "sha256")
+            return Digest(h.hexdigest(), f.tell()), st
+    finally:
+        os.close(fd)
 
 
 def default_cache_dir() -> Path:
@@ -73,6 +93,8 @@ class Store:
         self.tmp = self.root / "tmp"
         self._cas, self._ac = str(self.cas), str(self.ac)
         self._shards: set[Path] = set()
+        self._tmp = str(self.tmp)
+        self._names = itertools.count()  # staging and temporary names: unique with the pid
         for d in (self.cas, self.ac, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._digests: dict[str, list[Any]] | None = None
@@ -117,7 +139,8 @@ class Store:
         with the fine-grained timestamps of Linux 6.13 and later even within
         one clock tick of the store's own stat, before that not within it,
         the same limit as make's and ninja's)."""
-        p = self.blob_path(digest.hash)
+        h = digest.hash
+        p = f"{self._cas}/{h[:2]}/{h}"
         try:
             st = os.stat(p)
             if self._known.get(digest.hash) == (st.st_ino, st.st_size, st.st_mtime_ns) and st.st_size == digest.size:
@@ -127,7 +150,7 @@ class Store:
             return False
         if got != digest:
             with contextlib.suppress(OSError):
-                p.unlink()
+                os.unlink(p)
             return False
         self._known[digest.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
         return True
@@ -138,14 +161,30 @@ class Store:
             if st.st_size == d.size:
                 self._known[d.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
 
+    def _fresh_name(self, prefix: str) -> str:
+        """A name under tmp/ no one else uses now (pid and a counter: no
+        random name, no getpid per call), for a file the caller creates
+        exclusively (and, on a clash with a stale one, asks again)."""
+        return f"{self._tmp}/{prefix}{_PID[0]}.{next(self._names)}"
+
     def staging_dir(self, prefix: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+        while True:
+            p = self._fresh_name(prefix)
+            try:
+                os.mkdir(p, 0o700)
+                return Path(p)
+            except FileExistsError:  # left by a process that had this pid: take the next
+                continue
 
     def put_file(self, path: Path, *, move: bool = False, digest: Digest | None = None) -> Digest:
         """Add the file at *path*. With *move* the file is renamed into the
         store (it must be on the same filesystem) instead of copied."""
+        st = None
         try:
-            d = digest or hash_file(path)
+            if digest is None:
+                d, st = hash_file_stat(path)
+            else:
+                d = digest
             dest = self.blob_path(d.hash)
             if self.has_blob(d):
                 with contextlib.suppress(OSError):
@@ -163,7 +202,10 @@ class Store:
                 shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
             if self._install(tmp, dest, d):
-                self._remember(dest, d)
+                if move and st is not None and st.st_size == d.size:  # the same inode, mtime untouched
+                    self._known[d.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
+                else:
+                    self._remember(dest, d)
             return d
         except OSError as exc:
             with contextlib.suppress(Exception):
@@ -224,10 +266,11 @@ class Store:
                              reason="corrupt-blob")
         return data
 
-    def link_blob(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
+    def link_blob(self, digest: Digest, dest: Path | str, *, executable: bool = False) -> None:
         """Place blob at *dest*: a hard link (read-only) or, for executables
         and across filesystems, a copy."""
-        src = self.blob_path(digest.hash)
+        h = digest.hash
+        src = f"{self._cas}/{h[:2]}/{h}"
         if not executable:
             try:
                 os.link(src, dest)
@@ -383,14 +426,25 @@ class Store:
                 self._ac_path(key).unlink()
 
     def put_action(self, key: str, result: dict[str, Any]) -> None:
-        payload = dict(result, key=key, version=AC_VERSION)
-        env = {"sha256": hashlib.sha256(canonical_json(payload)).hexdigest(), "result": payload}
+        payload = canonical_json(dict(result, key=key, version=AC_VERSION))
+        # canonical_json({"result": payload, "sha256": ...}), the payload encoded once
+        data = b'{"result":' + payload + b',"sha256":"' + hashlib.sha256(payload).hexdigest().encode() + b'"}'
         p = self._ac_path(key)
         try:
             self._shard(p.parent)
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="ac.")
-            with os.fdopen(fd, "wb") as f:
-                f.write(canonical_json(env))
+            while True:
+                tmp = self._fresh_name("ac.")
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    break
+                except FileExistsError:
+                    continue
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp, p)
         except OSError as exc:
             with contextlib.suppress(Exception):

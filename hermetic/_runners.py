@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -130,29 +131,30 @@ class SandboxRunner:
                 trash.put(staging)
 
     def _stage(self, action: Action, artifacts: Artifacts, staging: Path) -> tuple[Path, Path, Path]:
-        dirs = (staging / "in", staging / "out", staging / "work")
-        for d in dirs:
-            d.mkdir()
+        # strings, not Paths: this runs once per input of every action
+        ins, outs, work = (f"{staging}/{d}" for d in ("in", "out", "work"))
+        for d in (ins, outs, work):
+            os.mkdir(d)
         # the directories a declared file output lives in exist (as in Bazel);
         # tree outputs are the command's to create
         prefix = action.output_dir + "/"
         for out in action.outputs:
             rel = out.path[len(prefix):]
             if not out.is_tree and "/" in rel:
-                (dirs[1] / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(f"{outs}/{rel}"), exist_ok=True)
         link = self.sandbox.name != "none"
-        made = {dirs[0]}
+        made = {ins}
         for art in action.inputs:
-            dest = dirs[0] / art.path
-            _makedirs(dest.parent, made)
+            dest = f"{ins}/{art.path}"
+            _makedirs(os.path.dirname(dest), made)
             artifacts.stage(art, dest, link=link)
         for tc in action.toolchains:
             for name, script in tc.wrappers.items():
-                w = dirs[0] / tc.bin_dir / tc.wrapper_name(name)
+                w = Path(ins, tc.bin_dir, tc.wrapper_name(name))
                 w.parent.mkdir(parents=True, exist_ok=True)
                 w.write_text(script)
                 w.chmod(0o555)
-        return dirs
+        return Path(ins), Path(outs), Path(work)
 
     def _run_in(self, action: Action, artifacts: Artifacts, staging: Path,
                 dirs: tuple[Path, Path, Path]) -> RunResult:
@@ -247,9 +249,13 @@ class SandboxRunner:
                 d = self.store.put_tree(host, move=True)
                 outputs[out.path] = Entry(d.hash, d.size, True)
             else:
-                if not host.is_file() or host.is_symlink():
+                try:
+                    st = os.lstat(host)
+                except OSError:
+                    st = None
+                if st is None or not stat.S_ISREG(st.st_mode):
                     raise _missing(action, out, argv, log)
-                x = os.access(host, os.X_OK)
+                x = bool(st.st_mode & 0o111)  # as put_tree decides it for a tree's files
                 d = self.store.put_file(host, move=True)
                 outputs[out.path] = Entry(d.hash, d.size, False, x)
         logd = self.store.put_file(log, move=True) if log.exists() else None
@@ -298,15 +304,16 @@ class Runners:
         return local.run(action, artifacts)
 
 
-def _makedirs(d: Path, made: set[Path]) -> None:
+def _makedirs(d: str, made: set[str]) -> None:
     """``mkdir -p`` from the top, remembering what exists: staging one
     action's inputs asks for the same parents again and again, and each
-    failed or repeated mkdir is a system call on a journaled disk."""
+    failed or repeated mkdir is a system call on a journaled disk. *made*
+    holds a directory above every *d* asked for."""
     if d in made:
         return
-    _makedirs(d.parent, made)
+    _makedirs(os.path.dirname(d), made)
     with contextlib.suppress(FileExistsError):
-        d.mkdir()
+        os.mkdir(d)
     made.add(d)
 
 

@@ -147,8 +147,8 @@ def test_unchanged_sources_are_not_rehashed(tmp_path, monkeypatch):
     old = src.stat().st_mtime - 10
     os.utime(src, (old, old))
     calls = []
-    real = cache_mod.hash_file
-    monkeypatch.setattr(cache_mod, "hash_file", lambda p: calls.append(p) or real(p))
+    real = cache_mod.hash_file_stat  # hash_file's too
+    monkeypatch.setattr(cache_mod, "hash_file_stat", lambda p: calls.append(p) or real(p))
     import time
 
     time.sleep(2.1)  # ctime (set by utime) must leave the racy window too
@@ -182,8 +182,8 @@ def test_a_blob_this_process_hashed_is_not_hashed_again_until_it_changes(tmp_pat
     import hermetic._cache as cache_mod
 
     calls = []
-    real = cache_mod.hash_file
-    monkeypatch.setattr(cache_mod, "hash_file", lambda p: calls.append(p) or real(p))
+    real = cache_mod.hash_file_stat  # hash_file's too
+    monkeypatch.setattr(cache_mod, "hash_file_stat", lambda p: calls.append(p) or real(p))
     s = Store(tmp_path)
     src = tmp_path / "out.o"
     src.write_bytes(b"object code")
@@ -197,3 +197,27 @@ def test_a_blob_this_process_hashed_is_not_hashed_again_until_it_changes(tmp_pat
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # whatever the clock's granularity
     assert not s.verify_blob(d) and not p.exists()
+
+
+def test_file_digests_at_every_size_and_fresh_names_skip_stale_ones(tmp_path):
+    """hash_file reads a small file in one go and a large one in chunks; both
+    agree with hashlib. A staging name left by an earlier process with this
+    pid is skipped, not reused; an action result written by the single-encode
+    path reads back."""
+    import hashlib
+
+    from hermetic._cache import _CHUNK, hash_file
+
+    for size in (0, 1, _CHUNK - 1, _CHUNK, 3 * _CHUNK + 5):
+        f = tmp_path / f"f{size}"
+        data = os.urandom(size)
+        f.write_bytes(data)
+        assert hash_file(f) == Digest(hashlib.sha256(data).hexdigest(), size), size
+    s = Store(tmp_path / "store")
+    stale = s._fresh_name("action.")
+    nxt = stale.rsplit(".", 1)[0] + "." + str(int(stale.rsplit(".", 1)[1]) + 1)
+    os.mkdir(nxt)  # the one it would take next exists already
+    got = s.staging_dir("action.")
+    assert str(got) != nxt and got.is_dir() and not any(got.iterdir())
+    s.put_action("k" * 64, {"outputs": {}, "mnemonic": "M"})
+    assert s.get_action("k" * 64) == {"outputs": {}, "mnemonic": "M", "key": "k" * 64, "version": 1}
