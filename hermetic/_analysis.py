@@ -16,7 +16,7 @@ import attrs
 from hermetic._buildfile import COMMON_ATTRS, TargetDecl, Workspace
 from hermetic.errors import (AnalysisError, BuildFileError, HermeticError, Location, ToolchainError,
                              did_you_mean)
-from hermetic.model import ANY, Action, Artifact, Label, Platform, Provider, Toolchain
+from hermetic.model import ANY, UNPACK_TOOLCHAIN, Action, Artifact, Label, Platform, Provider, Toolchain
 from hermetic.rules import Attr, DefaultInfo, RuleContext, RuleRegistry, Target
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -231,7 +231,7 @@ class Analyzer:
             fetch = Action("fetch", pkg.label, "FetchToolchain", outputs=[archive], params={
                 "name": pkg.filename, "sha256": pkg.sha256, "size": pkg.size, "urls": list(pkg.urls),
                 "mirrors": []})
-            unpack = Action("extract", pkg.label, "UnpackToolchain", inputs=[archive], outputs=[tree],
+            unpack = Action("extract", pkg.label, UNPACK_TOOLCHAIN, inputs=[archive], outputs=[tree],
                             params={"strip_prefix": pkg.strip_prefix})
             for a in (fetch, unpack):
                 self.actions.append(a)

@@ -8,6 +8,7 @@ are created after all files, so nothing is ever written through one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import shutil
@@ -65,21 +66,48 @@ def _inside(dest: Path, path: Path) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
-def _make_parent(dest: Path, target: Path, entry: str, label: str, total: int, budget: int) -> None:
+def _make_parent(dest: Path, target: Path, entry: str, label: str, total: int, budget: int,
+                 made: set[Path]) -> None:
     """Before writing a file entry: refuse a bomb (*total* bytes so far over
-    *budget*) and a path that goes through a link; make its directory."""
+    *budget*) and a path that goes through a link; make its directory (once:
+    *made* holds the directories made and checked so far, and no link exists
+    in the tree before every file is written)."""
     if total > budget:
         raise ArchiveError(f"{label}: expands to more than {budget} bytes; refusing (decompression bomb?)",
                            reason="bomb")
+    if target.parent in made:
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     if not _inside(dest, target.parent):
         raise ArchiveError(f"{label}: entry {entry!r} would be written through a link", reason="path-escape")
+    made.add(target.parent)
+
+
+def _write(src: object, target: Path, mode: int, limit: int | None, what: str, label: str,
+           digests: dict[str, tuple[str, int]] | None, rel: str) -> None:
+    """Copy the open entry *src* to *target* (at most *limit* bytes), its
+    sha256 taken on the way when *digests* is kept."""
+    h = hashlib.sha256() if digests is not None else None
+    copied = 0
+    with open(target, "wb") as out:
+        while chunk := src.read(1 << 20):  # type: ignore[attr-defined]
+            copied += len(chunk)
+            if limit is not None and copied > limit:
+                raise ArchiveError(f"{label}: entry {what!r} is larger than it claims (bomb?)", reason="bomb")
+            if h is not None:
+                h.update(chunk)
+            out.write(chunk)
+    os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+    if digests is not None and h is not None:
+        digests[rel] = (h.hexdigest(), copied)
 
 
 def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | None = None,
-            subdir: str = "") -> None:
+            subdir: str = "", digests: dict[str, tuple[str, int]] | None = None) -> None:
     """Extract *archive* (tar.*, zip or wheel) into the empty directory *dest*;
-    with *subdir*, only that directory (below *strip_prefix*)."""
+    with *subdir*, only that directory (below *strip_prefix*). *digests*, if
+    given, receives each regular file's (sha256, size) by its path in the
+    tree, taken as it was written (the store need not read it again)."""
     import tarfile
     import zipfile
 
@@ -87,7 +115,7 @@ def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | No
     compressed = max(archive.stat().st_size, 1)
     budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + (64 << 20))
     if zipfile.is_zipfile(archive):
-        _extract_zip(archive, dest, strip_prefix, label, budget, subdir)
+        _extract_zip(archive, dest, strip_prefix, label, budget, subdir, digests)
     else:
         try:
             tf = tarfile.open(archive, "r:*")
@@ -95,15 +123,17 @@ def extract(archive: Path, dest: Path, *, strip_prefix: str = "", name: str | No
             raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})",
                                reason="bad-archive", hint="the download is truncated or not an archive") from exc
         with tf:
-            _extract_tar(tf, dest, strip_prefix, label, budget, subdir)
+            _extract_tar(tf, dest, strip_prefix, label, budget, subdir, digests)
 
 
-def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget: int, subdir: str = "") -> None:
+def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget: int, subdir: str = "",
+                 digests: dict[str, tuple[str, int]] | None = None) -> None:
     import tarfile
     import zlib
 
     links: list[tuple[str, str, bool]] = []
     total = count = 0
+    made = {dest}
     try:
         for m in tf:
             count += 1
@@ -117,12 +147,11 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
                 target.mkdir(parents=True, exist_ok=True)
             elif m.isfile():
                 total += m.size
-                _make_parent(dest, target, m.name, label, total, budget)
+                _make_parent(dest, target, m.name, label, total, budget, made)
                 src = tf.extractfile(m)
                 assert src is not None
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
+                with src:
+                    _write(src, target, m.mode, None, m.name, label, digests, rel)
             elif m.issym():
                 check_link_target(rel, m.linkname, label)
                 links.append((rel, m.linkname, False))
@@ -138,14 +167,16 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, strip: str, label: str, budget
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ArchiveError(f"{label}: archive is truncated or corrupt ({exc})", reason="bad-archive",
                            hint="fetch it again; if it persists the pinned source is damaged") from exc
-    _make_links(dest, links, label)
+    _make_links(dest, links, label, digests)
 
 
-def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int, subdir: str = "") -> None:
+def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int, subdir: str = "",
+                 digests: dict[str, tuple[str, int]] | None = None) -> None:
     import zipfile
     import zlib
 
     total = 0
+    made = {dest}
     links: list[tuple[str, str, bool]] = []
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -170,23 +201,17 @@ def _extract_zip(archive: Path, dest: Path, strip: str, label: str, budget: int,
                     raise ArchiveError(f"{label}: entry {info.filename!r} is a special file",
                                        reason="special-file")
                 total += info.file_size
-                _make_parent(dest, target, info.filename, label, total, budget)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    copied = 0
-                    while chunk := src.read(1 << 20):
-                        copied += len(chunk)
-                        if copied > info.file_size:
-                            raise ArchiveError(f"{label}: entry {info.filename!r} is larger than it "
-                                               "claims (bomb?)", reason="bomb")
-                        out.write(chunk)
-                os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+                _make_parent(dest, target, info.filename, label, total, budget, made)
+                with zf.open(info) as src:
+                    _write(src, target, mode, info.file_size, info.filename, label, digests, rel)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise ArchiveError(f"{label}: zip archive is truncated or corrupt ({exc})", reason="bad-archive",
                            hint="fetch it again; if it persists the pinned source is damaged") from exc
-    _make_links(dest, links, label)
+    _make_links(dest, links, label, digests)
 
 
-def _make_links(dest: Path, links: list[tuple[str, str, bool]], label: str) -> None:
+def _make_links(dest: Path, links: list[tuple[str, str, bool]], label: str,
+                digests: dict[str, tuple[str, int]] | None = None) -> None:
     for rel, target, hard in links:
         p = dest / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -198,5 +223,7 @@ def _make_links(dest: Path, links: list[tuple[str, str, bool]], label: str) -> N
                 raise ArchiveError(f"{label}: hard link {rel!r} -> {target!r} has no file inside the tree",
                                    reason="link-escape")
             shutil.copy2(src, p)
+            if digests is not None and target in digests:
+                digests[rel] = digests[target]
         else:
             os.symlink(target, p)

@@ -176,9 +176,12 @@ class Store:
             except FileExistsError:  # left by a process that had this pid: take the next
                 continue
 
-    def put_file(self, path: Path, *, move: bool = False, digest: Digest | None = None) -> Digest:
+    def put_file(self, path: Path, *, move: bool = False, digest: Digest | None = None,
+                 keep: bool = False) -> Digest:
         """Add the file at *path*. With *move* the file is renamed into the
-        store (it must be on the same filesystem) instead of copied."""
+        store (it must be on the same filesystem) instead of copied; with
+        *keep* as well, it also stays at *path*, read-only: the same inode
+        (or, if the store has those bytes already, its own)."""
         st = None
         try:
             if digest is None:
@@ -192,6 +195,8 @@ class Store:
                     # into a running action's inputs, where a newer mtime would tell make that
                     # a source changed mid-build (OpenSSL's Makefile then re-runs Configure)
                     os.utime(dest, ns=(time.time_ns(), os.stat(dest).st_mtime_ns))
+                if keep:
+                    os.chmod(path, 0o444)
                 return d
             self._shard(dest.parent)
             if move:  # linked into the store from where it is: no temporary file to create
@@ -201,7 +206,7 @@ class Store:
                 os.close(fd)
                 shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
-            if self._install(tmp, dest, d):
+            if self._install(tmp, dest, d, keep=move and keep):
                 if move and st is not None and st.st_size == d.size:  # the same inode, mtime untouched
                     self._known[d.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
                 else:
@@ -212,27 +217,39 @@ class Store:
                 os.unlink(tmp)  # type: ignore[possibly-undefined]
             raise _disk_error(exc, f"storing {path}") from exc
 
-    def _install(self, tmp: str, dest: Path, d: Digest) -> bool:
+    def _install(self, tmp: str, dest: Path, d: Digest, keep: bool = False) -> bool:
         """Move the finished blob *tmp* to *dest* unless another writer got
-        there first (False: the blob there is theirs). A blob is never
-        renamed over: link(2) of a path that a concurrent rename replaces can
-        fail with ENOENT, so a reader hard-linking the blob into an action's
-        inputs would see it vanish."""
+        there first (False: the blob there is theirs); with *keep*, link it
+        there and leave *tmp* where it is. A blob is never renamed over:
+        link(2) of a path that a concurrent rename replaces can fail with
+        ENOENT, so a reader hard-linking the blob into an action's inputs
+        would see it vanish."""
         ours = True
         try:
             os.link(tmp, dest)
         except FileExistsError:
             if not self.has_blob(d):  # the one there is damaged: replace it
-                os.replace(tmp, dest)
+                os.replace(self._copy_if(keep, tmp), dest)
                 return True
             ours = False
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
-            os.replace(tmp, dest)  # a file system without hard links
+            os.replace(self._copy_if(keep, tmp), dest)  # a file system without hard links
             return True
-        os.unlink(tmp)
+        if not keep:
+            os.unlink(tmp)
         return ours
+
+    def _copy_if(self, keep: bool, path: str) -> str:
+        """*path*, or (*keep*: it must stay) a read-only copy of it under tmp/."""
+        if not keep:
+            return path
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o444)
+        return tmp
 
     def put_bytes(self, data: bytes, *, digest: Digest | None = None) -> Digest:
         """Add *data*; *digest*, if the caller has just computed it, is not
@@ -283,9 +300,14 @@ class Store:
 
     # -- trees --------------------------------------------------------------
 
-    def put_tree(self, root: Path, *, move: bool = True) -> Digest:
+    def put_tree(self, root: Path, *, move: bool = True, digests: dict[str, tuple[str, int]] | None = None,
+                 keep: bool = False) -> Digest:
         """Store every file under *root* and a manifest; return the manifest's
-        digest (the tree's Merkle digest). Symlinks must stay inside the tree."""
+        digest (the tree's Merkle digest). Symlinks must stay inside the tree.
+        *digests*: (sha256, size) by path in the tree that the caller took as
+        it wrote the files (not read again). *keep*: the files stay under
+        *root* too, read-only (executables a copy, 0555): the tree is then
+        what :meth:`checkout` would make of it (see :meth:`adopt_checkout`)."""
         files: list[list[Any]] = []
         links: list[list[str]] = []
         dirs: list[str] = []
@@ -310,8 +332,15 @@ class Store:
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     raise CacheError(f"{rel}: not a regular file, cannot be stored", reason="bad-output")
-                d = self.put_file(Path(full), move=move)
-                files.append([rel, d.hash, d.size, bool(st.st_mode & 0o111)])
+                x = bool(st.st_mode & 0o111)
+                known = digests.get(rel) if digests is not None else None
+                d = Digest(*known) if known is not None and known[1] == st.st_size else None
+                if keep and x:  # a blob is 0444: the checkout's executable is a file of its own
+                    d = self.put_file(Path(full), digest=d)
+                    os.chmod(full, 0o555)
+                else:
+                    d = self.put_file(Path(full), move=move, digest=d, keep=keep)
+                files.append([rel, d.hash, d.size, x])
         manifest = {"dirs": sorted(dirs), "files": sorted(files), "links": sorted(links)}
         return self.put_bytes(canonical_json(manifest))
 
@@ -350,20 +379,30 @@ class Store:
         dest = self.root / "trees" / digest.hash
         if (dest / ".complete").is_file():
             return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
         staging = self.staging_dir("checkout.")
         try:
             self.materialize_tree(digest, staging / "tree", verify=True)
-            (staging / "tree" / ".complete").write_text(str(digest) + "\n")
+            return self.adopt_checkout(staging / "tree", digest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def adopt_checkout(self, tree: Path, digest: Digest) -> Path:
+        """Make *tree* (read-only files with stored tree *digest*'s bytes:
+        :meth:`put_tree` with keep) the checkout of *digest*, by renaming it,
+        unless there is one already (then *tree* stays where it is)."""
+        dest = self.root / "trees" / digest.hash
+        try:
+            if (dest / ".complete").is_file():
+                return dest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            (tree / ".complete").write_text(str(digest) + "\n")
             try:
-                os.rename(staging / "tree", dest)
+                os.rename(tree, dest)
             except OSError:
                 if not (dest / ".complete").is_file():  # not another build that made it first
                     raise
         except OSError as exc:
             raise _disk_error(exc, f"checking out tree {digest}") from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return dest
 
     def tree_blobs(self, digest: Digest) -> list[Digest]:

@@ -28,7 +28,7 @@ from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._keys import Entry
 from hermetic.errors import ActionFailed, CacheError, HermeticError
-from hermetic.model import Action, Artifact, Digest, Label, Toolchain
+from hermetic.model import UNPACK_TOOLCHAIN, Action, Artifact, Digest, Label, Toolchain
 from hermetic.sandbox import Sandbox, SandboxRequest, Variation, base_environment, shuffled_view
 
 #: archive problems that mean the pinned bytes themselves are hostile
@@ -90,17 +90,22 @@ class ExtractRunner:
             dest.mkdir()
             from hermetic import _archive  # tarfile and zipfile: only when something is extracted
 
+            digests: dict[str, tuple[str, int]] = {}  # hashed as written: not read again
             try:
                 _archive.extract(self.store.blob_path(archive.hash), dest,
                                  strip_prefix=action.params.get("strip_prefix") or "", name=src.name,
-                                 subdir=action.params.get("subdir") or "")
+                                 subdir=action.params.get("subdir") or "", digests=digests)
             except HermeticError as exc:
                 if exc.reason in HOSTILE:  # the pinned bytes are hostile: keep nothing of them
                     self.store.blob_path(archive.hash).unlink(missing_ok=True)
                 raise ActionFailed(str(exc), hint=exc.hint, action=action.describe(), reason=exc.reason) from exc
-            d = self.store.put_tree(dest, move=True)
+            # the files stay, hard-linked into the store: a toolchain's tree is its checkout as it is
+            # (the sandbox shows checkouts), anything else goes to the trash in one piece
+            d = self.store.put_tree(dest, digests=digests, keep=True)
+            if action.mnemonic == UNPACK_TOOLCHAIN:
+                self.store.adopt_checkout(dest, d)
         finally:
-            rmtree(staging)
+            trash.put(staging)
         return RunResult({action.outputs[0].path: Entry(d.hash, d.size, True)})
 
 

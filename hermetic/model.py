@@ -280,6 +280,11 @@ class ToolchainCache:
     script: str
 
 
+#: the mnemonic of the action that unpacks a toolchain's package: its tree is
+#: kept as the store's checkout of it, which is what sandboxes are shown
+UNPACK_TOOLCHAIN = "UnpackToolchain"
+
+
 @attrs.frozen
 class Toolchain:
     """A set of tools for one kind ("cc", "python"), fingerprinted.

@@ -221,3 +221,61 @@ def test_file_digests_at_every_size_and_fresh_names_skip_stale_ones(tmp_path):
     assert str(got) != nxt and got.is_dir() and not any(got.iterdir())
     s.put_action("k" * 64, {"outputs": {}, "mnemonic": "M"})
     assert s.get_action("k" * 64) == {"outputs": {}, "mnemonic": "M", "key": "k" * 64, "version": 1}
+
+
+def test_an_unpacked_tree_kept_in_place_is_the_checkout_materializing_would_make(tmp_path):
+    """A toolchain's package is unpacked once: the extracted files are
+    hashed as they are written, linked into the store where they are, and
+    the tree becomes the checkout, the same files, modes and links that
+    materializing the stored tree makes, and the same tree digest."""
+    import stat
+    import zipfile
+
+    from hermetic import _archive
+    from hermetic._cache import hash_file
+
+    whl = tmp_path / "pkg.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.writestr("pkg/__init__.py", "")
+        zf.writestr("pkg/lib/a.h", "int a;\n")
+        zf.writestr("pkg/lib/same.h", "int a;\n")  # the same bytes as a.h: one blob
+        tool = zipfile.ZipInfo("pkg/tool")
+        tool.external_attr = (0o100755 << 16)
+        zf.writestr(tool, "#!/bin/sh\necho hi\n")
+        link = zipfile.ZipInfo("pkg/lib/b.h")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "a.h")
+    digests: dict[str, tuple[str, int]] = {}
+    first = tmp_path / "first"
+    first.mkdir()
+    _archive.extract(whl, first, digests=digests)
+    assert digests == {rel: (hash_file(first / rel).hash, hash_file(first / rel).size) for rel in ("pkg/__init__.py", "pkg/lib/a.h",
+                                                                     "pkg/lib/same.h", "pkg/tool")}
+    s = Store(tmp_path / "store")
+    d = s.put_tree(first, digests=digests, keep=True)
+    adopted = s.adopt_checkout(first, d)
+    assert adopted == s.checkout(d) and not first.exists()
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _archive.extract(whl, plain)
+    other = Store(tmp_path / "other")
+    assert other.put_tree(plain) == d
+    made = other.checkout(d)
+
+    def listing(root):
+        out = {}
+        for p in sorted(root.rglob("*")):
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                             os.readlink(p) if p.is_symlink() else
+                                             p.read_bytes() if p.is_file() else None)
+        return out
+
+    assert listing(adopted) == listing(made)
+    assert listing(adopted)["pkg/tool"][1] == 0o555 and listing(adopted)["pkg/lib/a.h"][1] == 0o444
+    # every file is its blob (hard links), but the executable, which is a copy of its own
+    a = (adopted / "pkg/lib/a.h").stat()
+    assert a.st_ino == s.blob_path(digests["pkg/lib/a.h"][0]).stat().st_ino
+    assert (adopted / "pkg/tool").stat().st_ino != s.blob_path(digests["pkg/tool"][0]).stat().st_ino
+    assert all(s.verify_blob(b) for b in s.tree_blobs(d))
