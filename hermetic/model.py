@@ -17,10 +17,29 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 
+def pickled_as_tuple(cls: type[C]) -> type[C]:
+    """Pickle a frozen attrs class's instances as a tuple of its fields,
+    restored by one unrolled function: attrs pickles each as a dict by field
+    name and restores it in a loop, and the 400,000 such objects of a
+    100,000-action analysis took 0.7-1.3 s (CPU) to load, 0.5 s this way
+    (and the pickle is an eighth smaller). For the classes an analysis
+    holds by the hundred thousand."""
+    names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
+    src = (f"def __getstate__(self):\n    return ({''.join(f'self.{n}, ' for n in names)})\n"
+           "def __setstate__(self, state):\n"
+           + "".join(f"    _set(self, {n!r}, state[{i}])\n" for i, n in enumerate(names)))
+    ns: dict[str, Any] = {"_set": object.__setattr__}
+    exec(src, ns)  # noqa: S102 -- generated from the class's own field names
+    cls.__getstate__ = ns["__getstate__"]  # type: ignore[attr-defined]
+    cls.__setstate__ = ns["__setstate__"]  # type: ignore[attr-defined]
+    return cls
+
+
 _PKG_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+]+$")
 
 
+@pickled_as_tuple
 @attrs.frozen(order=True)
 class Label:
     """``//package:name``. ``package`` is a slash-separated path, "" for the root."""
@@ -135,6 +154,7 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
+@pickled_as_tuple
 @attrs.frozen(order=True)
 class Artifact:
     """A file or directory tree an action reads or writes.
@@ -171,6 +191,7 @@ class Work:
     name: str = ""
 
 
+@pickled_as_tuple
 @attrs.frozen
 class Action:
     """A declared unit of work. ``kind`` is "run", "fetch", "extract" or "write".

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar, final
 import attrs
 
 from hermetic.errors import AnalysisError, HermeticError, Location
-from hermetic.model import Action, Artifact, Label, Output, Platform, Provider, Toolchain, Work
+from hermetic.model import Action, Artifact, Label, Output, Platform, Provider, Toolchain, Work, pickled_as_tuple
 
 __all__ = [
     "Attr", "attr", "DefaultInfo", "DepSet", "Rule", "RuleContext", "RuleRegistry",
@@ -60,6 +60,7 @@ class DepSet(Generic[T]):
         return iter(self.to_list())
 
 
+@pickled_as_tuple
 @attrs.frozen
 class DefaultInfo(Provider):
     """The files a target hands to the user when it is built directly."""

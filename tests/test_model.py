@@ -67,3 +67,30 @@ def test_a_bad_platform_is_reported_as_a_platform(text, why):
     with pytest.raises(PlatformError) as e:
         Platform.parse(text)
     assert e.value.reason == "bad-platform" and why in str(e.value)
+
+
+def test_the_classes_an_analysis_holds_by_the_hundred_thousand_pickle_as_tuples():
+    """Label, Artifact, Action and DefaultInfo pickle as a tuple of their
+    fields (restored by one unrolled function, not attrs' dict and loop: the
+    pickled analysis of 100,000 actions loads in about half the time), and
+    come back equal, with Action's id and still frozen."""
+    import pickle
+
+    import attrs
+
+    from hermetic.model import Action, Artifact, Label
+    from hermetic.rules import DefaultInfo
+
+    owner = Label("a/b", "c")
+    src = Artifact("out/a/b/c/x", owner=owner)
+    action = Action("run", owner, "Gen", inputs=[src], outputs=[Artifact("out/y", True)],
+                    params={"argv": ["sh"], "env": {}}, cpus=2, config="linux-arm64")
+    for obj in (owner, src, action, DefaultInfo(files=(src,))):
+        state = obj.__getstate__()
+        assert type(state) is tuple and len(state) == len(attrs.fields(type(obj)))
+        back = pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        assert back == obj and type(back) is type(obj)
+    back = pickle.loads(pickle.dumps(action))
+    assert back.id == "//a/b:c#Gen@linux-arm64" and back.inputs[0].owner == owner
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        back.cpus = 3  # type: ignore[misc]
