@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import attrs
 
 from hermetic import _profile
-from hermetic._artifacts import Artifacts, rmtree, trash
+from hermetic._artifacts import Artifacts, trash
 from hermetic._cache import Store
 from hermetic._fetch import FetchResolver
 from hermetic._keys import Entry
