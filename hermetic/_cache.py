@@ -30,15 +30,16 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hermetic._archive import check_link_target
 from hermetic.errors import CacheError
 from hermetic.model import Digest, canonical_json
 
 _CHUNK = 1 << 20
+T = TypeVar("T")
 AC_VERSION = 1
 #: this process's id, for temporary names (kept up to date across fork)
 _PID = [os.getpid()]
@@ -167,14 +168,26 @@ class Store:
         exclusively (and, on a clash with a stale one, asks again)."""
         return f"{self._tmp}/{prefix}{_PID[0]}.{next(self._names)}"
 
-    def staging_dir(self, prefix: str) -> Path:
+    def _create_fresh(self, prefix: str, create: Callable[[str], T]) -> tuple[str, T]:
+        """``create(name)`` (which fails if the name exists) under a fresh
+        name; a name left by a process that had this pid: the next one."""
         while True:
-            p = self._fresh_name(prefix)
+            name = self._fresh_name(prefix)
             try:
-                os.mkdir(p, 0o700)
-                return Path(p)
-            except FileExistsError:  # left by a process that had this pid: take the next
+                return name, create(name)
+            except FileExistsError:
                 continue
+
+    def staging_dir(self, prefix: str) -> Path:
+        return Path(self._create_fresh(prefix, lambda p: os.mkdir(p, 0o700))[0])
+
+    def _copy_to_tmp(self, path: Path | str) -> str:
+        """A read-only copy of *path* under tmp/, to install as a blob."""
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o444)
+        return tmp
 
     def put_file(self, path: Path, *, move: bool = False, digest: Digest | None = None,
                  keep: bool = False) -> Digest:
@@ -201,11 +214,9 @@ class Store:
             self._shard(dest.parent)
             if move:  # linked into the store from where it is: no temporary file to create
                 tmp = str(path)
+                os.chmod(tmp, 0o444)
             else:
-                fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
-                os.close(fd)
-                shutil.copyfile(path, tmp)
-            os.chmod(tmp, 0o444)
+                tmp = self._copy_to_tmp(path)
             if self._install(tmp, dest, d, keep=move and keep):
                 if move and st is not None and st.st_size == d.size:  # the same inode, mtime untouched
                     self._known[d.hash] = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -243,13 +254,7 @@ class Store:
 
     def _copy_if(self, keep: bool, path: str) -> str:
         """*path*, or (*keep*: it must stay) a read-only copy of it under tmp/."""
-        if not keep:
-            return path
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob.")
-        os.close(fd)
-        shutil.copyfile(path, tmp)
-        os.chmod(tmp, 0o444)
-        return tmp
+        return self._copy_to_tmp(path) if keep else path
 
     def put_bytes(self, data: bytes, *, digest: Digest | None = None) -> Digest:
         """Add *data*; *digest*, if the caller has just computed it, is not
@@ -471,13 +476,8 @@ class Store:
         p = self._ac_path(key)
         try:
             self._shard(p.parent)
-            while True:
-                tmp = self._fresh_name("ac.")
-                try:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                    break
-                except FileExistsError:
-                    continue
+            tmp, fd = self._create_fresh(
+                "ac.", lambda p: os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
             try:
                 view = memoryview(data)
                 while view:
